@@ -1,0 +1,150 @@
+//! Run folders: model.safetensors + config.json + the two tokenizers. Saves are atomic
+//! (temporary file in the same folder, fsync, rename), so a run killed mid-save leaves the
+//! previous checkpoint loadable. Loading checks every tensor against config.json.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+
+use crate::config::ModelConfig;
+use crate::error::{Error, Result};
+use crate::model::{params, Seq2Seq};
+use crate::tokenizer::SubwordTokenizer;
+
+pub const CONFIG_FILE: &str = "config.json";
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+pub const SRC_TOKENIZER_FILE: &str = "src_tokenizer.json";
+pub const TGT_TOKENIZER_FILE: &str = "tgt_tokenizer.json";
+
+/// A model ready to translate, with its tokenizers.
+pub struct Loaded {
+    pub model: Seq2Seq,
+    pub src_tok: SubwordTokenizer,
+    pub tgt_tok: SubwordTokenizer,
+}
+
+/// Writes `path` atomically: `write` fills a temporary file beside it, which is synced and
+/// renamed over `path` only when complete.
+pub fn write_atomic(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let result = write(&tmp).and_then(|()| {
+        let f = std::fs::File::open(&tmp).map_err(|e| Error::write(&tmp, e))?;
+        f.sync_all().map_err(|e| Error::write(&tmp, e))?;
+        std::fs::rename(&tmp, path).map_err(|e| Error::write(path, e))?;
+        if let Some(dir) = path.parent() {
+            // Persist the rename itself.
+            if let Ok(d) = std::fs::File::open(if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            }) {
+                let _ = d.sync_all();
+            }
+        }
+        Ok(())
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Writes a text file atomically.
+pub fn write_text_atomic(path: &Path, text: &str) -> Result<()> {
+    write_atomic(path, |tmp| {
+        let mut f = std::fs::File::create(tmp).map_err(|e| Error::write(tmp, e))?;
+        f.write_all(text.as_bytes())
+            .map_err(|e| Error::write(tmp, e))
+    })
+}
+
+/// Saves the weights and config.json into `dir`.
+pub fn save_model(dir: &Path, model: &Seq2Seq) -> Result<()> {
+    let json =
+        serde_json::to_string_pretty(&model.cfg).map_err(|e| Error::Config(e.to_string()))?;
+    let tensors: HashMap<String, Tensor> = model
+        .named_tensors()
+        .into_iter()
+        .map(|(k, t)| (k, t.detach()))
+        .collect();
+    write_atomic(&dir.join(WEIGHTS_FILE), |tmp| {
+        candle_core::safetensors::save(&tensors, tmp)
+            .map_err(|e| Error::write(tmp, std::io::Error::other(e.to_string())))
+    })?;
+    write_text_atomic(&dir.join(CONFIG_FILE), &(json + "\n"))
+}
+
+/// Saves both tokenizers into `dir`.
+pub fn save_tokenizers(dir: &Path, src: &SubwordTokenizer, tgt: &SubwordTokenizer) -> Result<()> {
+    for (file, tok) in [(SRC_TOKENIZER_FILE, src), (TGT_TOKENIZER_FILE, tgt)] {
+        write_atomic(&dir.join(file), |tmp| tok.save(tmp))?;
+    }
+    Ok(())
+}
+
+/// Reads and validates DIR/config.json.
+pub fn load_config(dir: &Path) -> Result<ModelConfig> {
+    if !dir.is_dir() {
+        return Err(Error::checkpoint(
+            dir,
+            "no such model folder: give the folder `nmt train --out` wrote",
+        ));
+    }
+    let path = dir.join(CONFIG_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        Error::checkpoint(
+            &path,
+            format!("cannot read it ({e}): a model folder needs config.json, model.safetensors and the tokenizers that `nmt train` writes"),
+        )
+    })?;
+    let cfg: ModelConfig = serde_json::from_str(&text)
+        .map_err(|e| Error::checkpoint(&path, format!("is not a valid nmt config: {e}")))?;
+    cfg.validate()
+        .map_err(|e| Error::checkpoint(&path, e.to_string()))?;
+    Ok(cfg)
+}
+
+fn must_exist(path: PathBuf) -> Result<PathBuf> {
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(Error::checkpoint(
+            &path,
+            "is missing: the model folder is incomplete; train again or copy the whole folder",
+        ))
+    }
+}
+
+/// Loads the model in `dir` onto `device`, checking every tensor's presence and shape.
+pub fn load(dir: &Path, device: &Device) -> Result<Loaded> {
+    let cfg = load_config(dir)?;
+    let weights = must_exist(dir.join(WEIGHTS_FILE))?;
+    let tensors = candle_core::safetensors::load(&weights, device)
+        .map_err(|e| Error::checkpoint(&weights, format!("cannot read the weights: {e}")))?;
+    params::check(&cfg, &tensors).map_err(|m| Error::checkpoint(&weights, m))?;
+    let model = Seq2Seq::from_tensors(&cfg, &tensors)?;
+    let src_tok = SubwordTokenizer::from_file(&must_exist(dir.join(SRC_TOKENIZER_FILE))?)?;
+    let tgt_tok = SubwordTokenizer::from_file(&must_exist(dir.join(TGT_TOKENIZER_FILE))?)?;
+    for (side, tok, want) in [
+        ("source", &src_tok, cfg.src_vocab),
+        ("target", &tgt_tok, cfg.tgt_vocab),
+    ] {
+        if tok.vocab_size() != want {
+            return Err(Error::checkpoint(
+                dir,
+                format!(
+                    "the {side} tokenizer has {} entries but config.json says {want}",
+                    tok.vocab_size()
+                ),
+            ));
+        }
+    }
+    Ok(Loaded {
+        model,
+        src_tok,
+        tgt_tok,
+    })
+}

@@ -1,0 +1,207 @@
+//! The command line (clap derive). `src/bin/nmt.rs` parses it and dispatches.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::OptimizerKind;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "nmt",
+    version,
+    about = "Train and run stacked-LSTM neural machine translation models (Sutskever et al. 2014).",
+    after_help = "Example:\n  nmt train --corpus multi30k --pair de-en --out checkpoints/de-en --epochs 2\n  nmt translate --model checkpoints/de-en \"Ein Hund läuft im Schnee.\"\n  nmt eval --model checkpoints/de-en --corpus multi30k --pair de-en"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train tokenizers and a model from a parallel corpus.
+    #[command(
+        after_help = "Example:\n  nmt train --src-file train.de --tgt-file train.en \\\n            --valid-src-file val.de --valid-tgt-file val.en --out checkpoints/de-en\n\nWrites DIR/model.safetensors, DIR/config.json, DIR/src_tokenizer.json, DIR/tgt_tokenizer.json,\nDIR/train_config.json and DIR/train.log. Corpus files may be plain text or gzip."
+    )]
+    Train(TrainArgs),
+    /// Translate sentences with a trained model (beam search).
+    #[command(
+        after_help = "Example:\n  nmt translate --model checkpoints/de-en \"Ein Mann fährt Fahrrad.\"\n  nmt translate --model checkpoints/de-en --input test.de --output test.hyp.en\n\nSentences come from the arguments, else --input, else stdin (one per line);\none translation per line, in input order."
+    )]
+    Translate(TranslateArgs),
+    /// Score a model: corpus BLEU (sacrebleu 13a) of its translations and perplexity.
+    #[command(
+        after_help = "Example:\n  nmt eval --model checkpoints/de-en --src-file test.de --ref-file test.en\n  nmt eval --model checkpoints/de-en --corpus multi30k --pair de-en"
+    )]
+    Eval(EvalArgs),
+    /// Manage corpora.
+    #[command(subcommand)]
+    Corpus(CorpusCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CorpusCommand {
+    /// Find Multi30k ($NMT_CORPORA/multi30k, else corpora/multi30k) or download it there.
+    #[command(
+        after_help = "Example:\n  nmt corpus fetch multi30k\n  NMT_CORPORA=../shared/corpora nmt corpus fetch multi30k"
+    )]
+    Fetch {
+        /// The corpus to fetch (only multi30k is known).
+        name: String,
+        /// Download cache folder.
+        #[arg(long, default_value = "corpora/multi30k")]
+        dir: PathBuf,
+    },
+}
+
+/// Where parallel data comes from: explicit files, or a known corpus.
+#[derive(Debug, Clone, Args)]
+pub struct CorpusArgs {
+    /// Take train/val/test files from a known corpus (multi30k) instead of file flags.
+    #[arg(long, value_name = "NAME")]
+    pub corpus: Option<String>,
+    /// Language pair of --corpus, source-target, e.g. de-en.
+    #[arg(long, default_value = "de-en")]
+    pub pair: String,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Source side of the training corpus (one sentence per line; plain or .gz).
+    #[arg(long, required_unless_present = "corpus")]
+    pub src_file: Option<PathBuf>,
+    /// Target side, line-aligned with --src-file.
+    #[arg(long, required_unless_present = "corpus")]
+    pub tgt_file: Option<PathBuf>,
+    /// Validation source file (perplexity is reported each epoch).
+    #[arg(long, requires = "valid_tgt_file")]
+    pub valid_src_file: Option<PathBuf>,
+    /// Validation target file.
+    #[arg(long, requires = "valid_src_file")]
+    pub valid_tgt_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub corpus: CorpusArgs,
+    /// Run folder for the model, tokenizers and log.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Replace a model already in --out.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// LSTM layers in the encoder and in the decoder (1-8).
+    #[arg(long, default_value_t = 4)]
+    pub layers: usize,
+    /// LSTM cells per layer.
+    #[arg(long, default_value_t = 256)]
+    pub hidden: usize,
+    /// Embedding size.
+    #[arg(long, default_value_t = 256)]
+    pub emb: usize,
+    /// Subword vocabulary size of each side's BPE tokenizer.
+    #[arg(long, default_value_t = 8000)]
+    pub vocab_size: usize,
+    /// A tokenizer.json to use for both sides instead of training BPE.
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// Passes over the training data.
+    #[arg(long, default_value_t = 10)]
+    pub epochs: usize,
+    /// Stop after this many updates (0: no limit).
+    #[arg(long, default_value_t = 0)]
+    pub max_steps: usize,
+    /// Padded tokens (source + target) per batch.
+    #[arg(long, default_value_t = 2560)]
+    pub batch_tokens: usize,
+    /// Skip pairs with more subword tokens than this on either side.
+    #[arg(long, default_value_t = 80)]
+    pub max_len: usize,
+    /// sgd: the paper's schedule (halve every half epoch after epoch 5); adam: constant.
+    #[arg(long, value_enum, default_value_t = OptimizerKind::Sgd)]
+    pub optimizer: OptimizerKind,
+    /// Learning rate (default: 0.7 for sgd, 0.002 for adam).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Clip the global gradient norm to this.
+    #[arg(long, default_value_t = 5.0)]
+    pub clip_norm: f64,
+    /// Seed for weights and data order.
+    #[arg(long, default_value_t = 1234)]
+    pub seed: u64,
+    /// CPU threads (0: all cores).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// cpu, cuda or metal.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// No progress bar or per-epoch lines.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SearchArgs {
+    /// Beam width (1 = greedy).
+    #[arg(long, default_value_t = 5)]
+    pub beam: usize,
+    /// Longest output, as a multiple of the source's subword count.
+    #[arg(long, default_value_t = 2.0)]
+    pub max_len_ratio: f32,
+    /// Length normalisation: scores are divided by length^alpha (0 = none, 1 = average).
+    #[arg(long, default_value_t = 1.0)]
+    pub length_alpha: f32,
+    /// Sentences decoded together.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// CPU threads (0: all cores).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// cpu, cuda or metal.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+#[derive(Debug, Args)]
+pub struct TranslateArgs {
+    /// Model folder written by `nmt train`.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Read sentences from this file (one per line) instead of stdin.
+    #[arg(long, conflicts_with = "text")]
+    pub input: Option<PathBuf>,
+    /// Write translations here instead of stdout (an existing file needs --overwrite).
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// Replace an existing --output file.
+    #[arg(long)]
+    pub overwrite: bool,
+    #[command(flatten)]
+    pub search: SearchArgs,
+    /// Sentences to translate.
+    pub text: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Model folder written by `nmt train`.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Source sentences.
+    #[arg(long, required_unless_present = "corpus", requires = "ref_file")]
+    pub src_file: Option<PathBuf>,
+    /// Reference translations, line-aligned with --src-file.
+    #[arg(long, required_unless_present = "corpus", requires = "src_file")]
+    pub ref_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub corpus: CorpusArgs,
+    /// Split of --corpus to score.
+    #[arg(long, default_value = "test_2016_flickr")]
+    pub split: String,
+    /// Also write the translations to this file (an existing file needs --overwrite).
+    #[arg(long)]
+    pub hyp_output: Option<PathBuf>,
+    /// Replace an existing --hyp-output file.
+    #[arg(long)]
+    pub overwrite: bool,
+    #[command(flatten)]
+    pub search: SearchArgs,
+}

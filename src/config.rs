@@ -1,0 +1,208 @@
+//! Model, training and search settings: serde for config.json, `Default`s from the paper
+//! where they apply, and `validate()` so bad values fail before any work starts.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Version of the run-folder format written in config.json; loading refuses other versions.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Special token ids every tokenizer of a run must agree on.
+pub const PAD_ID: u32 = 0;
+pub const BOS_ID: u32 = 1;
+pub const EOS_ID: u32 = 2;
+pub const UNK_ID: u32 = 3;
+
+/// Everything needed to rebuild the network (stored as config.json in the run folder).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    pub format_version: u32,
+    pub src_vocab: usize,
+    pub tgt_vocab: usize,
+    pub emb: usize,
+    pub hidden: usize,
+    pub layers: usize,
+    pub pad_id: u32,
+    pub bos_id: u32,
+    pub eos_id: u32,
+    /// Sutskever et al.: the encoder reads the source backwards.
+    pub reverse_source: bool,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            format_version: FORMAT_VERSION,
+            src_vocab: 8000,
+            tgt_vocab: 8000,
+            emb: 256,
+            hidden: 256,
+            layers: 4,
+            pad_id: PAD_ID,
+            bos_id: BOS_ID,
+            eos_id: EOS_ID,
+            reverse_source: true,
+        }
+    }
+}
+
+impl ModelConfig {
+    pub fn validate(&self) -> Result<()> {
+        if self.format_version != FORMAT_VERSION {
+            return Err(Error::Config(format!(
+                "format_version {} is not supported by this nmt (it reads version {FORMAT_VERSION}); use the nmt release that wrote the model",
+                self.format_version
+            )));
+        }
+        if !(1..=8).contains(&self.layers) {
+            return Err(Error::Config(format!(
+                "layers must be between 1 and 8, got {}",
+                self.layers
+            )));
+        }
+        for (name, v) in [("emb", self.emb), ("hidden", self.hidden)] {
+            if v == 0 {
+                return Err(Error::Config(format!("{name} must be at least 1")));
+            }
+        }
+        for (name, v) in [("src_vocab", self.src_vocab), ("tgt_vocab", self.tgt_vocab)] {
+            if v <= UNK_ID as usize {
+                return Err(Error::Config(format!(
+                    "{name} must be larger than the {} special tokens, got {v}",
+                    UNK_ID + 1
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Which optimizer updates the weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    /// Plain SGD with the paper's schedule: constant lr, halved every half epoch after epoch 5.
+    Sgd,
+    /// Adam (beta 0.9/0.999) at a constant learning rate.
+    Adam,
+}
+
+/// Settings of one training run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    /// Stop after this many updates (0: no limit).
+    pub max_steps: usize,
+    /// Token budget of a batch (padded source + target tokens).
+    pub batch_tokens: usize,
+    pub optimizer: OptimizerKind,
+    pub lr: f64,
+    /// Clip the global gradient norm to this value.
+    pub clip_norm: f64,
+    pub seed: u64,
+    /// Pairs with more subword tokens than this on either side are skipped.
+    pub max_len: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            epochs: 10,
+            max_steps: 0,
+            batch_tokens: 2560,
+            optimizer: OptimizerKind::Sgd,
+            lr: 0.7,
+            clip_norm: 5.0,
+            seed: 1234,
+            max_len: 80,
+        }
+    }
+}
+
+impl TrainConfig {
+    pub fn validate(&self) -> Result<()> {
+        if self.epochs == 0 && self.max_steps == 0 {
+            return Err(Error::Config(
+                "epochs is 0 and max_steps is 0: give at least one epoch or step".into(),
+            ));
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return Err(Error::Config(format!(
+                "lr must be a positive number, got {}",
+                self.lr
+            )));
+        }
+        if !(self.clip_norm > 0.0) {
+            return Err(Error::Config(format!(
+                "clip_norm must be positive, got {}",
+                self.clip_norm
+            )));
+        }
+        if self.max_len < 1 {
+            return Err(Error::Config("max_len must be at least 1".into()));
+        }
+        if self.batch_tokens < 2 * (self.max_len + 1) {
+            return Err(Error::Config(format!(
+                "batch_tokens {} cannot hold one pair of max_len {} (needs at least {})",
+                self.batch_tokens,
+                self.max_len,
+                2 * (self.max_len + 1)
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Settings of beam search.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchConfig {
+    /// Beam width K; 1 is greedy.
+    pub beam: usize,
+    /// A translation may have at most ceil(ratio * source tokens) + 1 tokens (EOS included).
+    pub max_len_ratio: f32,
+    /// Scores are divided by length^alpha (0: raw log-probability, 1: per-token average).
+    pub length_alpha: f32,
+    /// Sentences decoded together.
+    pub batch_size: usize,
+}
+
+impl Default for SearchConfig {
+    fn default() -> Self {
+        SearchConfig {
+            beam: 5,
+            max_len_ratio: 2.0,
+            length_alpha: 1.0,
+            batch_size: 32,
+        }
+    }
+}
+
+impl SearchConfig {
+    pub fn validate(&self) -> Result<()> {
+        if self.beam == 0 {
+            return Err(Error::Config("beam must be at least 1".into()));
+        }
+        if !(self.max_len_ratio > 0.0 && self.max_len_ratio.is_finite()) {
+            return Err(Error::Config(format!(
+                "max-len-ratio must be a positive number, got {}",
+                self.max_len_ratio
+            )));
+        }
+        if !(self.length_alpha >= 0.0 && self.length_alpha.is_finite()) {
+            return Err(Error::Config(format!(
+                "length alpha must be >= 0, got {}",
+                self.length_alpha
+            )));
+        }
+        if self.batch_size == 0 {
+            return Err(Error::Config("batch-size must be at least 1".into()));
+        }
+        Ok(())
+    }
+
+    /// Longest output (EOS included) for a source of `src_len` tokens.
+    pub fn max_output_len(&self, src_len: usize) -> usize {
+        (self.max_len_ratio * src_len.max(1) as f32).ceil() as usize + 1
+    }
+}

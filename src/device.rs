@@ -1,0 +1,47 @@
+//! Choosing where tensors live: cpu (default), cuda or metal when built with that feature.
+
+use candle_core::Device;
+
+use crate::error::{Error, Result};
+
+/// The device named by `--device`.
+pub fn pick(name: &str) -> Result<Device> {
+    match name {
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => {
+            if cfg!(feature = "cuda") {
+                Ok(Device::new_cuda(0)?)
+            } else {
+                Err(Error::Config(
+                    "this nmt was built without CUDA: rebuild with `cargo build --release --features cuda`, or use --device cpu".into(),
+                ))
+            }
+        }
+        "metal" => {
+            if cfg!(feature = "metal") {
+                Ok(Device::new_metal(0)?)
+            } else {
+                Err(Error::Config(
+                    "this nmt was built without Metal: rebuild with `cargo build --release --features metal`, or use --device cpu".into(),
+                ))
+            }
+        }
+        other => Err(Error::Config(format!(
+            "unknown device `{other}`: use cpu, cuda or metal"
+        ))),
+    }
+}
+
+/// Uses `threads` CPU threads for Candle's kernels and ours (0: every core).
+pub fn set_threads(threads: usize) {
+    let n = if threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        threads
+    };
+    // Candle reads RAYON_NUM_THREADS; set it before the first tensor op.
+    std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build_global();
+}

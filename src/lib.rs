@@ -1,0 +1,28 @@
+//! nmt: a stacked-LSTM encoder-decoder translator (Sutskever, Vinyals & Le 2014) on Candle.
+//!
+//! ```text
+//! corpus files --data::corpus--> sentence pairs --tokenizer--> id sequences --data::batch--> Batch
+//!   --model::Seq2Seq::forward_teacher--> summed NLL --backward--> optim (clip, step) --train-->
+//!   checkpoint::save_model --> DIR/{model.safetensors, config.json, src/tgt_tokenizer.json, train.log}
+//!
+//! DIR --checkpoint::load--> Seq2Seq --search::beam (via the Scorer trait)--> tokenizer::decode
+//!   --> text;  metrics: BLEU (sacrebleu 13a), perplexity
+//! ```
+
+pub mod checkpoint;
+pub mod cli;
+pub mod config;
+pub mod data;
+pub mod device;
+pub mod error;
+pub mod inference;
+pub mod loss;
+pub mod metrics;
+pub mod model;
+pub mod optim;
+pub mod rng;
+pub mod search;
+pub mod tokenizer;
+pub mod train;
+
+pub use error::{Error, Result};

@@ -1,0 +1,13 @@
+//! Masked cross-entropy over all target positions at once.
+
+use candle_core::{Tensor, D};
+
+use crate::error::Result;
+
+/// `logits (N, V)`, `targets (N)` u32, `mask (N)` f32 (1 real, 0 padding) -> the summed
+/// negative log-likelihood of the real positions, a scalar.
+pub fn masked_nll_sum(logits: &Tensor, targets: &Tensor, mask: &Tensor) -> Result<Tensor> {
+    let logp = candle_nn::ops::log_softmax(logits, D::Minus1)?;
+    let picked = logp.gather(&targets.unsqueeze(1)?, 1)?.squeeze(1)?;
+    Ok((picked * mask)?.sum_all()?.neg()?)
+}

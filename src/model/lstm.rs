@@ -1,0 +1,217 @@
+//! LSTM layers with PyTorch's tensor names and gate order (i, f, g, o), and the stacked
+//! wrapper. On the CPU each layer runs as one fused op (`lstm_op`); `LstmPath::Reference`
+//! runs the same math with plain Candle ops (the GPU path, and the oracle the tests
+//! compare the fused op with).
+
+use std::sync::Arc;
+
+use candle_core::{DType, Device, Tensor, D};
+
+use super::lstm_op::LstmLayerOp;
+use crate::error::Result;
+
+/// How a layer runs its time loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LstmPath {
+    /// One custom op per layer (CPU only).
+    Fused,
+    /// Step-by-step Candle ops; works on every device.
+    Reference,
+}
+
+impl LstmPath {
+    /// The fastest path for a device.
+    pub fn for_device(device: &Device) -> Self {
+        if device.is_cpu() {
+            LstmPath::Fused
+        } else {
+            LstmPath::Reference
+        }
+    }
+}
+
+/// Which steps of a batch are real tokens. Padding steps leave the state unchanged, so a
+/// sentence's final state is the same alone or beside longer sentences.
+#[derive(Debug, Clone)]
+pub struct StepMask {
+    /// `(T * B)` flags, 1.0 real / 0.0 padding, for the fused op.
+    pub flags: Arc<[f32]>,
+    /// The same flags as a `(T, B, 1)` tensor for the reference path.
+    pub tensor: Tensor,
+}
+
+impl StepMask {
+    /// `flags` is time-major: `flags[t * batch + b]`.
+    pub fn new(flags: Vec<f32>, steps: usize, batch: usize, device: &Device) -> Result<Self> {
+        let tensor = Tensor::from_slice(&flags, (steps, batch, 1), device)?;
+        Ok(StepMask {
+            flags: flags.into(),
+            tensor,
+        })
+    }
+}
+
+/// The (h, c) of every layer, each `(B, H)`.
+#[derive(Debug, Clone)]
+pub struct LstmState {
+    pub h: Vec<Tensor>,
+    pub c: Vec<Tensor>,
+}
+
+impl LstmState {
+    pub fn zeros(layers: usize, batch: usize, hidden: usize, device: &Device) -> Result<Self> {
+        let z = Tensor::zeros((batch, hidden), DType::F32, device)?;
+        Ok(LstmState {
+            h: vec![z.clone(); layers],
+            c: vec![z; layers],
+        })
+    }
+
+    /// Keeps rows `rows` (indices into the batch), in that order.
+    pub fn select_rows(&self, rows: &Tensor) -> Result<Self> {
+        let pick = |ts: &[Tensor]| -> Result<Vec<Tensor>> {
+            ts.iter().map(|t| Ok(t.index_select(rows, 0)?)).collect()
+        };
+        Ok(LstmState {
+            h: pick(&self.h)?,
+            c: pick(&self.c)?,
+        })
+    }
+}
+
+/// One layer: `weight_ih (4H, I)`, `weight_hh (4H, H)`, `bias_ih (4H)`, `bias_hh (4H)`.
+#[derive(Debug, Clone)]
+pub struct LstmLayer {
+    pub weight_ih: Tensor,
+    pub weight_hh: Tensor,
+    pub bias_ih: Tensor,
+    pub bias_hh: Tensor,
+}
+
+impl LstmLayer {
+    pub fn hidden(&self) -> usize {
+        self.weight_hh.dim(1).unwrap_or(0)
+    }
+
+    /// Input projection for every step at once: `x (T, B, I)` -> `(T, B, 4H)`, biases folded in.
+    fn project_input(&self, x: &Tensor) -> Result<Tensor> {
+        let (t, b, i) = x.dims3()?;
+        let bias = (&self.bias_ih + &self.bias_hh)?;
+        let xw = x
+            .reshape((t * b, i))?
+            .matmul(&self.weight_ih.t()?)?
+            .broadcast_add(&bias)?;
+        Ok(xw.reshape((t, b, 4 * self.hidden()))?)
+    }
+
+    /// Runs the layer over `x (T, B, I)` from `h0, c0 (B, H)`.
+    /// Returns every step's `h (T, B, H)` and `c (T, B, H)`.
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        h0: &Tensor,
+        c0: &Tensor,
+        mask: Option<&StepMask>,
+        path: LstmPath,
+    ) -> Result<(Tensor, Tensor)> {
+        let xw = self.project_input(x)?;
+        match path {
+            LstmPath::Fused => self.forward_fused(&xw, h0, c0, mask),
+            LstmPath::Reference => self.forward_reference(&xw, h0, c0, mask),
+        }
+    }
+
+    fn forward_fused(
+        &self,
+        xw: &Tensor,
+        h0: &Tensor,
+        c0: &Tensor,
+        mask: Option<&StepMask>,
+    ) -> Result<(Tensor, Tensor)> {
+        let (t, b, _) = xw.dims3()?;
+        let h = self.hidden();
+        let op = LstmLayerOp {
+            steps: t,
+            batch: b,
+            hidden: h,
+            mask: mask.map(|m| m.flags.clone()),
+        };
+        let hc0 = Tensor::stack(&[h0, c0], 0)?.contiguous()?;
+        let out = xw
+            .contiguous()?
+            .apply_op3(&self.weight_hh.contiguous()?, &hc0, op)?;
+        let hs = out.narrow(0, 0, t * b * h)?.reshape((t, b, h))?;
+        let cs = out.narrow(0, t * b * h, t * b * h)?.reshape((t, b, h))?;
+        Ok((hs, cs))
+    }
+
+    fn forward_reference(
+        &self,
+        xw: &Tensor,
+        h0: &Tensor,
+        c0: &Tensor,
+        mask: Option<&StepMask>,
+    ) -> Result<(Tensor, Tensor)> {
+        let (t_len, _, _) = xw.dims3()?;
+        let w_t = self.weight_hh.t()?;
+        let sigmoid =
+            |x: &Tensor| -> candle_core::Result<Tensor> { (x.neg()?.exp()? + 1.0)?.recip() };
+        let (mut h, mut c) = (h0.clone(), c0.clone());
+        let (mut hs, mut cs) = (Vec::with_capacity(t_len), Vec::with_capacity(t_len));
+        for t in 0..t_len {
+            let gates = (xw.get(t)? + h.matmul(&w_t)?)?;
+            let parts = gates.chunk(4, D::Minus1)?;
+            let i = sigmoid(&parts[0])?;
+            let f = sigmoid(&parts[1])?;
+            let g = parts[2].tanh()?;
+            let o = sigmoid(&parts[3])?;
+            let c_new = ((f * &c)? + (i * g)?)?;
+            let h_new = (o * c_new.tanh()?)?;
+            (h, c) = match mask {
+                Some(m) => {
+                    let keep = m.tensor.get(t)?; // (B, 1)
+                    let skip = (1.0 - &keep)?;
+                    (
+                        (h_new.broadcast_mul(&keep)? + h.broadcast_mul(&skip)?)?,
+                        (c_new.broadcast_mul(&keep)? + c.broadcast_mul(&skip)?)?,
+                    )
+                }
+                None => (h_new, c_new),
+            };
+            hs.push(h.clone());
+            cs.push(c.clone());
+        }
+        Ok((Tensor::stack(&hs, 0)?, Tensor::stack(&cs, 0)?))
+    }
+}
+
+/// Layers stacked: layer k reads layer k-1's h sequence.
+#[derive(Debug, Clone)]
+pub struct StackedLstm {
+    pub layers: Vec<LstmLayer>,
+}
+
+impl StackedLstm {
+    /// `x (T, B, I)` from `state` -> top layer's `h (T, B, H)` and every layer's final state.
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        state: &LstmState,
+        mask: Option<&StepMask>,
+        path: LstmPath,
+    ) -> Result<(Tensor, LstmState)> {
+        let t = x.dim(0)?;
+        let mut input = x.clone();
+        let mut last = LstmState {
+            h: Vec::with_capacity(self.layers.len()),
+            c: Vec::with_capacity(self.layers.len()),
+        };
+        for (k, layer) in self.layers.iter().enumerate() {
+            let (hs, cs) = layer.forward(&input, &state.h[k], &state.c[k], mask, path)?;
+            last.h.push(hs.get(t - 1)?);
+            last.c.push(cs.get(t - 1)?);
+            input = hs;
+        }
+        Ok((input, last))
+    }
+}

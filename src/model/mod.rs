@@ -1,0 +1,177 @@
+//! The Sutskever et al. (2014) encoder-decoder: embeddings -> N-layer LSTM over the
+//! (reversed) source; its final (h, c) of layer k starts decoder layer k; N-layer LSTM over
+//! the shifted target; a linear projection to the target vocabulary.
+
+pub mod kernels;
+pub mod lstm;
+pub mod lstm_op;
+pub mod params;
+pub mod scorer;
+
+use std::collections::HashMap;
+
+use candle_core::{DType, Device, Tensor};
+
+use crate::config::ModelConfig;
+use crate::data::batch::Batch;
+use crate::error::{Error, Result};
+use crate::loss::masked_nll_sum;
+use lstm::{LstmLayer, LstmPath, LstmState, StackedLstm, StepMask};
+
+/// The whole network. Weights are shared `Tensor`s: when they come from training `Var`s,
+/// optimizer updates are seen here without rebuilding.
+#[derive(Debug, Clone)]
+pub struct Seq2Seq {
+    pub cfg: ModelConfig,
+    src_emb: Tensor,
+    tgt_emb: Tensor,
+    encoder: StackedLstm,
+    decoder: StackedLstm,
+    proj_w: Tensor,
+    proj_b: Tensor,
+    path: LstmPath,
+}
+
+impl Seq2Seq {
+    /// Builds the model from named tensors (see `params::param_shapes`), converted to f32.
+    pub fn from_tensors(cfg: &ModelConfig, tensors: &HashMap<String, Tensor>) -> Result<Self> {
+        cfg.validate()?;
+        params::check(cfg, tensors).map_err(Error::Config)?;
+        let get = |name: String| -> Result<Tensor> {
+            let t = &tensors[&name];
+            Ok(if t.dtype() == DType::F32 {
+                t.clone()
+            } else {
+                t.to_dtype(DType::F32)?
+            })
+        };
+        let stack = |side: &str| -> Result<StackedLstm> {
+            let layers = (0..cfg.layers)
+                .map(|k| {
+                    Ok(LstmLayer {
+                        weight_ih: get(format!("{side}.weight_ih_l{k}"))?,
+                        weight_hh: get(format!("{side}.weight_hh_l{k}"))?,
+                        bias_ih: get(format!("{side}.bias_ih_l{k}"))?,
+                        bias_hh: get(format!("{side}.bias_hh_l{k}"))?,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Ok(StackedLstm { layers })
+        };
+        let src_emb = get("src_emb.weight".into())?;
+        let path = LstmPath::for_device(src_emb.device());
+        Ok(Seq2Seq {
+            cfg: cfg.clone(),
+            src_emb,
+            tgt_emb: get("tgt_emb.weight".into())?,
+            encoder: stack("encoder")?,
+            decoder: stack("decoder")?,
+            proj_w: get("proj.weight".into())?,
+            proj_b: get("proj.bias".into())?,
+            path,
+        })
+    }
+
+    /// Chooses the LSTM implementation (tests compare the two).
+    pub fn with_path(mut self, path: LstmPath) -> Self {
+        self.path = path;
+        self
+    }
+
+    pub fn device(&self) -> &Device {
+        self.src_emb.device()
+    }
+
+    /// The same weights cut from any autograd graph, for inference while training.
+    pub fn detached(&self) -> Self {
+        let d = |t: &Tensor| t.detach();
+        let stack = |s: &StackedLstm| StackedLstm {
+            layers: s
+                .layers
+                .iter()
+                .map(|l| LstmLayer {
+                    weight_ih: d(&l.weight_ih),
+                    weight_hh: d(&l.weight_hh),
+                    bias_ih: d(&l.bias_ih),
+                    bias_hh: d(&l.bias_hh),
+                })
+                .collect(),
+        };
+        Seq2Seq {
+            cfg: self.cfg.clone(),
+            src_emb: d(&self.src_emb),
+            tgt_emb: d(&self.tgt_emb),
+            encoder: stack(&self.encoder),
+            decoder: stack(&self.decoder),
+            proj_w: d(&self.proj_w),
+            proj_b: d(&self.proj_b),
+            path: self.path,
+        }
+    }
+
+    /// Every named tensor, as it would be saved.
+    pub fn named_tensors(&self) -> HashMap<String, Tensor> {
+        let mut out = HashMap::new();
+        out.insert("src_emb.weight".into(), self.src_emb.clone());
+        out.insert("tgt_emb.weight".into(), self.tgt_emb.clone());
+        for (side, s) in [("encoder", &self.encoder), ("decoder", &self.decoder)] {
+            for (k, l) in s.layers.iter().enumerate() {
+                out.insert(format!("{side}.weight_ih_l{k}"), l.weight_ih.clone());
+                out.insert(format!("{side}.weight_hh_l{k}"), l.weight_hh.clone());
+                out.insert(format!("{side}.bias_ih_l{k}"), l.bias_ih.clone());
+                out.insert(format!("{side}.bias_hh_l{k}"), l.bias_hh.clone());
+            }
+        }
+        out.insert("proj.weight".into(), self.proj_w.clone());
+        out.insert("proj.bias".into(), self.proj_b.clone());
+        out
+    }
+
+    /// `ids (T, B)` u32 -> `(T, B, E)`.
+    fn embed(table: &Tensor, ids: &Tensor) -> Result<Tensor> {
+        let (t, b) = ids.dims2()?;
+        let e = table.dim(1)?;
+        Ok(table
+            .index_select(&ids.flatten_all()?, 0)?
+            .reshape((t, b, e))?)
+    }
+
+    /// Encodes `src (S, B)` (already in reading order, padding first; see `Batch`) and
+    /// returns every encoder layer's final `(h, c)`, each `(B, H)`.
+    pub fn encode(&self, src: &Tensor, mask: Option<&StepMask>) -> Result<LstmState> {
+        let (_, b) = src.dims2()?;
+        let x = Self::embed(&self.src_emb, src)?;
+        let zero = LstmState::zeros(self.cfg.layers, b, self.cfg.hidden, self.device())?;
+        let (_, last) = self.encoder.forward(&x, &zero, mask, self.path)?;
+        Ok(last)
+    }
+
+    /// Runs the decoder over `tgt_in (T, B)` from `state`: top-layer outputs `(T, B, H)` and
+    /// the state after the last step.
+    pub fn decode(&self, tgt_in: &Tensor, state: &LstmState) -> Result<(Tensor, LstmState)> {
+        let y = Self::embed(&self.tgt_emb, tgt_in)?;
+        self.decoder.forward(&y, state, None, self.path)
+    }
+
+    /// Decoder outputs `(N, H)` -> logits `(N, V)`.
+    pub fn project(&self, hidden: &Tensor) -> Result<Tensor> {
+        Ok(hidden
+            .matmul(&self.proj_w.t()?)?
+            .broadcast_add(&self.proj_b)?)
+    }
+
+    /// Teacher forcing: the summed negative log-likelihood of the batch's target tokens
+    /// (a scalar tensor; padding excluded) and the number of tokens it covers.
+    pub fn forward_teacher(&self, batch: &Batch) -> Result<(Tensor, usize)> {
+        let state = self.encode(&batch.src, batch.src_mask.as_ref())?;
+        let (top, _) = self.decode(&batch.tgt_in, &state)?;
+        let (t, b, h) = top.dims3()?;
+        let logits = self.project(&top.reshape((t * b, h))?)?;
+        let nll = masked_nll_sum(
+            &logits,
+            &batch.tgt_out.flatten_all()?,
+            &batch.tgt_mask.flatten_all()?,
+        )?;
+        Ok((nll, batch.tgt_tokens))
+    }
+}

@@ -1,0 +1,89 @@
+//! The model's named tensors: names and shapes (PyTorch's, so `nn.LSTM`/`nn.Embedding`/
+//! `nn.Linear` weights load by name), seeded initialisation, and checks on loaded tensors.
+
+use std::collections::HashMap;
+
+use candle_core::{DType, Device, Tensor};
+
+use crate::config::ModelConfig;
+use crate::error::Result;
+use crate::rng::Rng;
+
+/// Every tensor of a model with `cfg`, in a fixed order, with its shape.
+pub fn param_shapes(cfg: &ModelConfig) -> Vec<(String, Vec<usize>)> {
+    let h = cfg.hidden;
+    let mut out = vec![
+        ("src_emb.weight".to_string(), vec![cfg.src_vocab, cfg.emb]),
+        ("tgt_emb.weight".to_string(), vec![cfg.tgt_vocab, cfg.emb]),
+    ];
+    for side in ["encoder", "decoder"] {
+        for k in 0..cfg.layers {
+            let input = if k == 0 { cfg.emb } else { h };
+            out.push((format!("{side}.weight_ih_l{k}"), vec![4 * h, input]));
+            out.push((format!("{side}.weight_hh_l{k}"), vec![4 * h, h]));
+            out.push((format!("{side}.bias_ih_l{k}"), vec![4 * h]));
+            out.push((format!("{side}.bias_hh_l{k}"), vec![4 * h]));
+        }
+    }
+    out.push(("proj.weight".to_string(), vec![cfg.tgt_vocab, h]));
+    out.push(("proj.bias".to_string(), vec![cfg.tgt_vocab]));
+    out
+}
+
+/// Number of scalar weights of a model with `cfg`.
+pub fn param_count(cfg: &ModelConfig) -> usize {
+    param_shapes(cfg)
+        .iter()
+        .map(|(_, s)| s.iter().product::<usize>())
+        .sum()
+}
+
+/// Sutskever et al.: every weight uniform in [-0.08, 0.08], drawn from the run's seed in
+/// `param_shapes` order, so the same seed gives the same weights on every device.
+pub fn init_uniform(
+    cfg: &ModelConfig,
+    seed: u64,
+    device: &Device,
+) -> Result<HashMap<String, Tensor>> {
+    let mut rng = Rng::new(seed);
+    let mut out = HashMap::new();
+    for (name, shape) in param_shapes(cfg) {
+        let n: usize = shape.iter().product();
+        let data: Vec<f32> = (0..n).map(|_| rng.uniform(-0.08, 0.08)).collect();
+        out.insert(name, Tensor::from_vec(data, shape, device)?);
+    }
+    Ok(out)
+}
+
+/// Checks that `tensors` holds exactly what a model with `cfg` needs, as f32-convertible
+/// floats of the right shapes. The message names the first offending tensor.
+pub fn check(
+    cfg: &ModelConfig,
+    tensors: &HashMap<String, Tensor>,
+) -> std::result::Result<(), String> {
+    for (name, shape) in param_shapes(cfg) {
+        let Some(t) = tensors.get(&name) else {
+            return Err(format!(
+                "tensor `{name}` is missing (config.json asks for {} layers; the weights file does not match it)",
+                cfg.layers
+            ));
+        };
+        if t.dims() != shape.as_slice() {
+            return Err(format!(
+                "tensor `{name}` has shape {:?}, but config.json implies {:?}",
+                t.dims(),
+                shape
+            ));
+        }
+        if !matches!(
+            t.dtype(),
+            DType::F32 | DType::F16 | DType::BF16 | DType::F64
+        ) {
+            return Err(format!(
+                "tensor `{name}` has dtype {:?}; expected floats",
+                t.dtype()
+            ));
+        }
+    }
+    Ok(())
+}

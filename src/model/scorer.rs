@@ -1,0 +1,43 @@
+//! The trained network as a search `Scorer`: the encoder gives the start state, each step
+//! runs one decoder step for every open hypothesis at once.
+
+use candle_core::Tensor;
+
+use super::lstm::LstmState;
+use super::Seq2Seq;
+use crate::data::batch::encode_sources;
+use crate::error::Result;
+use crate::search::{log_softmax_rows, Scorer};
+
+/// Scores with one model (use `Seq2Seq::detached` weights: no autograd graph is built).
+pub struct ModelScorer<'a> {
+    pub model: &'a Seq2Seq,
+}
+
+impl Scorer for ModelScorer<'_> {
+    type State = LstmState;
+
+    fn start(&self, sources: &[&[u32]]) -> Result<LstmState> {
+        let (src, mask) = encode_sources(sources, &self.model.cfg, self.model.device())?;
+        self.model.encode(&src, mask.as_ref())
+    }
+
+    fn step(&self, state: &LstmState, prev: &[u32]) -> Result<(Vec<f32>, LstmState)> {
+        let ids = Tensor::from_slice(prev, (1, prev.len()), self.model.device())?;
+        let (top, next) = self.model.decode(&ids, state)?;
+        let logits = self.model.project(&top.squeeze(0)?)?;
+        let mut out = logits.flatten_all()?.to_vec1::<f32>()?;
+        log_softmax_rows(&mut out, self.model.cfg.tgt_vocab);
+        Ok((out, next))
+    }
+
+    fn reorder(&self, state: &LstmState, rows: &[usize]) -> Result<LstmState> {
+        let idx: Vec<u32> = rows.iter().map(|&r| r as u32).collect();
+        let idx = Tensor::from_vec(idx, rows.len(), self.model.device())?;
+        state.select_rows(&idx)
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.model.cfg.tgt_vocab
+    }
+}

@@ -1,0 +1,152 @@
+//! Batched beam search with a shrinking beam: a hypothesis that emits EOS moves to its
+//! sentence's finished list and the beam narrows by one, so beam 1 is exactly greedy and
+//! every sentence ends with up to K finished hypotheses. Open hypotheses of all sentences are
+//! flattened into one batch of rows for the scorer.
+
+use super::{Hypothesis, Scorer};
+use crate::config::SearchConfig;
+use crate::error::Result;
+
+struct Open {
+    sentence: usize,
+    tokens: Vec<u32>,
+    log_prob: f32,
+}
+
+/// `log_prob / length^alpha`.
+fn normalise(log_prob: f32, len: usize, alpha: f32) -> f32 {
+    if alpha == 0.0 {
+        log_prob
+    } else {
+        log_prob / (len as f32).powf(alpha)
+    }
+}
+
+/// The best `k` (score, token) of one row, best first; ties go to the lower token id.
+fn row_top_k(row: &[f32], base: f32, k: usize) -> Vec<(f32, u32)> {
+    let mut top: Vec<(f32, u32)> = Vec::with_capacity(k + 1);
+    for (v, &lp) in row.iter().enumerate() {
+        let s = base + lp;
+        if top.len() == k && !(s > top[k - 1].0) {
+            continue;
+        }
+        let at = top.partition_point(|&(x, _)| x >= s);
+        top.insert(at, (s, v as u32));
+        top.truncate(k);
+    }
+    top
+}
+
+/// Translates every source; returns each sentence's finished hypotheses, best first.
+///
+/// Stops a sentence when K hypotheses have finished, when its best finished hypothesis
+/// outranks the best score any open one could still reach (log-probabilities only fall, so an
+/// open score `s` can at most become `s / max_len^alpha`), or at its maximum length
+/// (`cfg.max_output_len`), where open hypotheses are finished as they are.
+pub fn beam_search<S: Scorer>(
+    scorer: &S,
+    sources: &[&[u32]],
+    cfg: &SearchConfig,
+    bos: u32,
+    eos: u32,
+) -> Result<Vec<Vec<Hypothesis>>> {
+    let n = sources.len();
+    let vocab = scorer.vocab_size();
+    let k = cfg.beam.max(1);
+    let alpha = cfg.length_alpha;
+    let max_len: Vec<usize> = sources
+        .iter()
+        .map(|s| cfg.max_output_len(s.len()))
+        .collect();
+    let mut finished: Vec<Vec<Hypothesis>> = vec![Vec::new(); n];
+    if n == 0 {
+        return Ok(finished);
+    }
+    let mut state = scorer.start(sources)?;
+    let mut open: Vec<Open> = (0..n)
+        .map(|i| Open {
+            sentence: i,
+            tokens: Vec::new(),
+            log_prob: 0.0,
+        })
+        .collect();
+    let mut len = 0;
+    while !open.is_empty() {
+        len += 1;
+        let prev: Vec<u32> = open
+            .iter()
+            .map(|h| *h.tokens.last().unwrap_or(&bos))
+            .collect();
+        let (log_probs, stepped) = scorer.step(&state, &prev)?;
+        let mut next_open = Vec::new();
+        let mut rows = Vec::new();
+        let mut start = 0;
+        while start < open.len() {
+            let s = open[start].sentence;
+            let end = start + open[start..].iter().take_while(|h| h.sentence == s).count();
+            let width = k - finished[s].len();
+            // The best `width` extensions over all of this sentence's rows.
+            let mut cands: Vec<(f32, usize, u32)> = (start..end)
+                .flat_map(|r| {
+                    row_top_k(
+                        &log_probs[r * vocab..(r + 1) * vocab],
+                        open[r].log_prob,
+                        width,
+                    )
+                    .into_iter()
+                    .map(move |(sc, v)| (sc, r, v))
+                })
+                .collect();
+            cands.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+            cands.truncate(width);
+            let mut kept = Vec::new();
+            for (sc, r, v) in cands {
+                let mut tokens = open[r].tokens.clone();
+                if v == eos || len >= max_len[s] {
+                    if v != eos {
+                        tokens.push(v);
+                    }
+                    finished[s].push(Hypothesis {
+                        tokens,
+                        log_prob: sc,
+                        score: normalise(sc, len, alpha),
+                    });
+                } else {
+                    tokens.push(v);
+                    kept.push((
+                        r,
+                        Open {
+                            sentence: s,
+                            tokens,
+                            log_prob: sc,
+                        },
+                    ));
+                }
+            }
+            let best_done = finished[s]
+                .iter()
+                .map(|h| h.score)
+                .fold(f32::NEG_INFINITY, f32::max);
+            let best_open = kept
+                .iter()
+                .map(|(_, h)| normalise(h.log_prob, max_len[s], alpha))
+                .fold(f32::NEG_INFINITY, f32::max);
+            if best_done < best_open {
+                for (r, h) in kept {
+                    rows.push(r);
+                    next_open.push(h);
+                }
+            }
+            start = end;
+        }
+        if next_open.is_empty() {
+            break;
+        }
+        state = scorer.reorder(&stepped, &rows)?;
+        open = next_open;
+    }
+    for list in &mut finished {
+        list.sort_by(|a, b| b.score.total_cmp(&a.score));
+    }
+    Ok(finished)
+}

@@ -1,0 +1,48 @@
+//! Decoding, independent of any model: search talks to a `Scorer` only, so the same beam
+//! search serves a trained network, an ensemble, or a hand-written scorer in tests.
+
+pub mod beam;
+
+use crate::error::Result;
+
+/// What search needs from a model: a start state per source, next-token log-probabilities
+/// for a batch of rows, and row selection as beams are reordered.
+pub trait Scorer {
+    /// Everything the scorer carries between steps, one row per open hypothesis.
+    type State;
+
+    /// Start state for `sources` (row i is source i).
+    fn start(&self, sources: &[&[u32]]) -> Result<Self::State>;
+
+    /// Log-probabilities of the next token for each row, given each row's previous token
+    /// (`prev.len()` rows): a row-major `(rows, vocab_size)` vector, and the new state.
+    fn step(&self, state: &Self::State, prev: &[u32]) -> Result<(Vec<f32>, Self::State)>;
+
+    /// A state whose row i is row `rows[i]` of `state`.
+    fn reorder(&self, state: &Self::State, rows: &[usize]) -> Result<Self::State>;
+
+    fn vocab_size(&self) -> usize;
+}
+
+/// One finished translation candidate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hypothesis {
+    /// Output ids, EOS excluded.
+    pub tokens: Vec<u32>,
+    /// Summed log-probability (EOS included when it was emitted).
+    pub log_prob: f32,
+    /// The ranking score: `log_prob / length^alpha`.
+    pub score: f32,
+}
+
+/// In-place log-softmax of each `vocab`-long row of `logits`.
+pub fn log_softmax_rows(logits: &mut [f32], vocab: usize) {
+    for row in logits.chunks_mut(vocab) {
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let sum: f32 = row.iter().map(|&x| (x - max).exp()).sum();
+        let log_z = max + sum.ln();
+        for x in row.iter_mut() {
+            *x -= log_z;
+        }
+    }
+}
