@@ -1,0 +1,61 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use candle_core::{Device, Tensor, Var};
+use nmt::config::ModelConfig;
+use nmt::model::{params, Seq2Seq};
+use nmt::rng::Rng;
+
+/// The repository's toy corpus file, e.g. `toy("train.de")`.
+pub fn toy(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("corpora/toy")
+        .join(name)
+}
+
+/// A `(shape)` tensor uniform in [-scale, scale) from `rng`.
+pub fn rand_tensor(rng: &mut Rng, shape: &[usize], scale: f32) -> Tensor {
+    let n: usize = shape.iter().product();
+    let data: Vec<f32> = (0..n).map(|_| rng.uniform(-scale, scale)).collect();
+    Tensor::from_vec(data, shape, &Device::Cpu).unwrap()
+}
+
+/// Largest |a - b| relative to the largest |b| (both flattened).
+pub fn rel_err(a: &Tensor, b: &Tensor) -> f32 {
+    let a = a.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let b = b.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(a.len(), b.len());
+    let scale = b.iter().fold(0f32, |m, x| m.max(x.abs())).max(1e-12);
+    a.iter()
+        .zip(&b)
+        .fold(0f32, |m, (x, y)| m.max((x - y).abs()))
+        / scale
+}
+
+/// A model with seeded weights whose tensors are `Var`s (so gradients can be taken).
+pub fn trainable_model(cfg: &ModelConfig, seed: u64) -> (Seq2Seq, Vec<(String, Var)>) {
+    let init = params::init_uniform(cfg, seed, &Device::Cpu).unwrap();
+    let mut vars = Vec::new();
+    let mut tensors = HashMap::new();
+    for (name, t) in init {
+        let v = Var::from_tensor(&t).unwrap();
+        tensors.insert(name.clone(), v.as_tensor().clone());
+        vars.push((name, v));
+    }
+    (Seq2Seq::from_tensors(cfg, &tensors).unwrap(), vars)
+}
+
+/// A small model config.
+pub fn small_cfg(layers: usize, vocab: usize, emb: usize, hidden: usize) -> ModelConfig {
+    ModelConfig {
+        src_vocab: vocab,
+        tgt_vocab: vocab + 3,
+        emb,
+        hidden,
+        layers,
+        ..ModelConfig::default()
+    }
+}

@@ -1,0 +1,204 @@
+//! The fused LSTM op (forward + hand-written BPTT) against the same math in plain Candle ops:
+//! outputs, the loss and every gradient must agree.
+
+mod common;
+
+use candle_core::{Device, Tensor, Var};
+use common::{rand_tensor, rel_err, small_cfg, trainable_model};
+use nmt::data::batch::{Batch, Example};
+use nmt::model::lstm::{LstmLayer, LstmPath, StepMask};
+use nmt::rng::Rng;
+
+const TOL: f32 = 2e-5;
+
+struct Case {
+    t: usize,
+    b: usize,
+    i: usize,
+    h: usize,
+    lengths: Option<Vec<usize>>,
+}
+
+fn layer_case(case: &Case, seed: u64) {
+    let mut rng = Rng::new(seed);
+    let dev = Device::Cpu;
+    let var = |rng: &mut Rng, shape: &[usize], s: f32| {
+        Var::from_tensor(&rand_tensor(rng, shape, s)).unwrap()
+    };
+    let w_ih = var(&mut rng, &[4 * case.h, case.i], 0.5);
+    let w_hh = var(&mut rng, &[4 * case.h, case.h], 0.5);
+    let b_ih = var(&mut rng, &[4 * case.h], 0.5);
+    let b_hh = var(&mut rng, &[4 * case.h], 0.5);
+    let x = var(&mut rng, &[case.t, case.b, case.i], 1.0);
+    let h0 = var(&mut rng, &[case.b, case.h], 0.5);
+    let c0 = var(&mut rng, &[case.b, case.h], 0.5);
+    // Random read-out weights make every output position matter to the loss.
+    let r_h = rand_tensor(&mut rng, &[case.t, case.b, case.h], 1.0);
+    let r_c = rand_tensor(&mut rng, &[case.b, case.h], 1.0);
+    let mask = case.lengths.as_ref().map(|lens| {
+        let mut flags = vec![0f32; case.t * case.b];
+        for (b, &len) in lens.iter().enumerate() {
+            for t in case.t - len..case.t {
+                flags[t * case.b + b] = 1.0;
+            }
+        }
+        StepMask::new(flags, case.t, case.b, &dev).unwrap()
+    });
+    let layer = LstmLayer {
+        weight_ih: w_ih.as_tensor().clone(),
+        weight_hh: w_hh.as_tensor().clone(),
+        bias_ih: b_ih.as_tensor().clone(),
+        bias_hh: b_hh.as_tensor().clone(),
+    };
+    let run = |path| {
+        let (hs, cs) = layer
+            .forward(
+                x.as_tensor(),
+                h0.as_tensor(),
+                c0.as_tensor(),
+                mask.as_ref(),
+                path,
+            )
+            .unwrap();
+        let loss = ((&hs * &r_h).unwrap().sum_all().unwrap()
+            + (cs.get(case.t - 1).unwrap() * &r_c)
+                .unwrap()
+                .sum_all()
+                .unwrap())
+        .unwrap();
+        let grads = loss.backward().unwrap();
+        let g: Vec<Tensor> = [&w_ih, &w_hh, &b_ih, &b_hh, &x, &h0, &c0]
+            .iter()
+            .map(|v| {
+                grads
+                    .get(v.as_tensor())
+                    .expect("every input gets a gradient")
+                    .clone()
+            })
+            .collect();
+        (hs, cs, loss, g)
+    };
+    let (hs_f, cs_f, loss_f, g_f) = run(LstmPath::Fused);
+    let (hs_r, cs_r, loss_r, g_r) = run(LstmPath::Reference);
+    assert!(
+        rel_err(&hs_f, &hs_r) < TOL,
+        "h differs: {}",
+        rel_err(&hs_f, &hs_r)
+    );
+    assert!(
+        rel_err(&cs_f, &cs_r) < TOL,
+        "c differs: {}",
+        rel_err(&cs_f, &cs_r)
+    );
+    assert!(rel_err(&loss_f, &loss_r) < TOL, "loss differs");
+    let names = [
+        "weight_ih",
+        "weight_hh",
+        "bias_ih",
+        "bias_hh",
+        "x",
+        "h0",
+        "c0",
+    ];
+    for ((name, a), b) in names.iter().zip(&g_f).zip(&g_r) {
+        let e = rel_err(a, b);
+        assert!(e < TOL, "gradient of {name} differs: relative error {e}");
+    }
+}
+
+#[test]
+fn fused_layer_matches_reference_without_padding() {
+    layer_case(
+        &Case {
+            t: 5,
+            b: 3,
+            i: 4,
+            h: 6,
+            lengths: None,
+        },
+        1,
+    );
+    layer_case(
+        &Case {
+            t: 1,
+            b: 1,
+            i: 3,
+            h: 2,
+            lengths: None,
+        },
+        2,
+    );
+    layer_case(
+        &Case {
+            t: 9,
+            b: 7,
+            i: 16,
+            h: 32,
+            lengths: None,
+        },
+        3,
+    );
+}
+
+#[test]
+fn fused_layer_matches_reference_with_padding() {
+    layer_case(
+        &Case {
+            t: 6,
+            b: 4,
+            i: 5,
+            h: 7,
+            lengths: Some(vec![6, 1, 3, 5]),
+        },
+        4,
+    );
+    layer_case(
+        &Case {
+            t: 12,
+            b: 5,
+            i: 8,
+            h: 16,
+            lengths: Some(vec![2, 12, 7, 1, 9]),
+        },
+        5,
+    );
+}
+
+#[test]
+fn whole_model_loss_and_every_gradient_match_reference() {
+    for (layers, seed) in [(1, 11), (3, 12)] {
+        let cfg = small_cfg(layers, 23, 8, 12);
+        let (model, vars) = trainable_model(&cfg, seed);
+        let mut rng = Rng::new(seed);
+        let examples: Vec<Example> = (0..5)
+            .map(|k| Example {
+                src: (0..1 + k * 2).map(|_| 4 + rng.below(19) as u32).collect(),
+                tgt: (0..1 + (k * 3) % 7)
+                    .map(|_| 4 + rng.below(22) as u32)
+                    .collect(),
+            })
+            .collect();
+        let refs: Vec<&Example> = examples.iter().collect();
+        let batch = Batch::new(&refs, &cfg, &Device::Cpu).unwrap();
+        let run = |path| {
+            let m = model.clone().with_path(path);
+            let (nll, _) = m.forward_teacher(&batch).unwrap();
+            let grads = nll.backward().unwrap();
+            (nll, grads)
+        };
+        let (loss_f, g_f) = run(LstmPath::Fused);
+        let (loss_r, g_r) = run(LstmPath::Reference);
+        assert!(rel_err(&loss_f, &loss_r) < TOL, "loss differs");
+        for (name, v) in &vars {
+            let a = g_f
+                .get(v.as_tensor())
+                .unwrap_or_else(|| panic!("no gradient for {name}"));
+            let b = g_r.get(v.as_tensor()).unwrap();
+            let e = rel_err(a, b);
+            assert!(
+                e < TOL,
+                "{layers} layers: gradient of {name} differs: relative error {e}"
+            );
+        }
+    }
+}
