@@ -54,7 +54,7 @@ pub struct Bleu {
 impl Bleu {
     /// sacrebleu's signature for these settings.
     pub const SIGNATURE: &'static str =
-        "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.4.3";
+        "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0";
 
     /// Corpus BLEU of `hyps` against one reference each (equal counts required).
     pub fn corpus(hyps: &[String], refs: &[String]) -> Bleu {

@@ -1,0 +1,324 @@
+//! The built `nmt` binary end to end on the toy corpus, and every user mistake we know of:
+//! a clear message naming the thing, a non-zero exit, never a panic.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use candle_core::{Device, Tensor};
+use common::toy;
+
+fn nmt(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_nmt"))
+        .args(args)
+        .env_remove("NMT_CORPORA")
+        .output()
+        .expect("run nmt")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Fails with a clear message, no panic.
+fn assert_clean_failure(o: &Output, needles: &[&str]) {
+    let err = stderr(o);
+    assert!(!o.status.success(), "expected failure, got success: {err}");
+    assert!(!err.contains("panicked"), "panicked: {err}");
+    for n in needles {
+        assert!(err.contains(n), "stderr lacks {n:?}: {err}");
+    }
+}
+
+fn train_toy(out: &Path, extra: &[&str]) -> Output {
+    let f = |n: &str| toy(n).to_string_lossy().into_owned();
+    let (sd, se, vd, ve) = (f("train.de"), f("train.en"), f("valid.de"), f("valid.en"));
+    let mut args = vec![
+        "train",
+        "--src-file",
+        &sd,
+        "--tgt-file",
+        &se,
+        "--valid-src-file",
+        &vd,
+        "--valid-tgt-file",
+        &ve,
+        "--out",
+        out.to_str().unwrap(),
+        "--layers",
+        "1",
+        "--hidden",
+        "128",
+        "--emb",
+        "64",
+        "--vocab-size",
+        "400",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "0.01",
+        "--batch-tokens",
+        "160",
+        "--max-len",
+        "40",
+        "--epochs",
+        "40",
+        "--quiet",
+    ];
+    args.extend_from_slice(extra);
+    nmt(&args)
+}
+
+#[test]
+fn train_translate_eval_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let o = train_toy(&run, &[]);
+    assert!(o.status.success(), "train failed: {}", stderr(&o));
+    assert!(stdout(&o).contains("target tokens/s"), "{}", stdout(&o));
+    for f in [
+        "model.safetensors",
+        "config.json",
+        "src_tokenizer.json",
+        "tgt_tokenizer.json",
+        "train.log",
+    ] {
+        assert!(run.join(f).is_file(), "{f} missing");
+    }
+    let model = run.to_str().unwrap();
+
+    // Sentences as arguments, in order.
+    let o = nmt(&[
+        "translate",
+        "--model",
+        model,
+        "Der Hund läuft im Park.",
+        "Eine Frau lacht.",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "The dog runs in the park.\nA woman laughs.\n");
+
+    // From stdin, blank lines kept in place.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nmt"))
+        .args(["translate", "--model", model, "--beam", "3"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all("Die Katze schläft.\n\nDas Kind spielt im Schnee.\n".as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(
+        stdout(&o),
+        "The cat sleeps.\n\nThe child plays in the snow.\n"
+    );
+
+    // From a file into a file; an existing output is not replaced.
+    let hyp = dir.path().join("test.hyp");
+    let test_de = toy("test.de");
+    let o = nmt(&[
+        "translate",
+        "--model",
+        model,
+        "--input",
+        test_de.to_str().unwrap(),
+        "--output",
+        hyp.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let hyps = std::fs::read_to_string(&hyp).unwrap();
+    let refs = std::fs::read_to_string(toy("test.en")).unwrap();
+    assert_eq!(hyps.lines().count(), refs.lines().count());
+    let same = hyps
+        .lines()
+        .zip(refs.lines())
+        .filter(|(h, r)| h == r)
+        .count();
+    assert!(
+        same >= 25,
+        "only {same}/30 unseen toy sentences translated exactly"
+    );
+    let o = nmt(&[
+        "translate",
+        "--model",
+        model,
+        "--input",
+        test_de.to_str().unwrap(),
+        "--output",
+        hyp.to_str().unwrap(),
+    ]);
+    assert_clean_failure(&o, &["test.hyp already exists", "--overwrite"]);
+
+    // Eval prints BLEU with its signature and perplexity.
+    let o = nmt(&[
+        "eval",
+        "--model",
+        model,
+        "--src-file",
+        test_de.to_str().unwrap(),
+        "--ref-file",
+        toy("test.en").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.starts_with("BLEU = "), "{out}");
+    assert!(
+        out.contains("tok:13a|smooth:exp") && out.contains("perplexity = "),
+        "{out}"
+    );
+    let bleu: f64 = out[7..].split_whitespace().next().unwrap().parse().unwrap();
+    assert!(bleu > 80.0, "toy test BLEU {bleu}");
+
+    // A second train into the same folder is refused; the model stays.
+    let before = std::fs::read(run.join("model.safetensors")).unwrap();
+    let o = train_toy(&run, &["--max-steps", "1"]);
+    assert_clean_failure(&o, &["already holds a trained model", "--overwrite"]);
+    assert_eq!(
+        before,
+        std::fs::read(run.join("model.safetensors")).unwrap()
+    );
+}
+
+#[test]
+fn corpus_mistakes_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |n: &str| dir.path().join(n);
+    std::fs::write(d("three.txt"), "a\nb\nc\n").unwrap();
+    std::fs::write(d("two.txt"), "a\nb\n").unwrap();
+    std::fs::write(d("empty.txt"), "").unwrap();
+    let out = d("run");
+    let p = |n: &str| d(n).to_str().unwrap().to_string();
+    let train = |s: &str, t: &str| {
+        nmt(&[
+            "train",
+            "--src-file",
+            s,
+            "--tgt-file",
+            t,
+            "--out",
+            out.to_str().unwrap(),
+            "--quiet",
+        ])
+    };
+    assert_clean_failure(
+        &train(&p("three.txt"), &p("two.txt")),
+        &["three.txt has 3 lines", "two.txt has 2"],
+    );
+    assert_clean_failure(
+        &train(&p("missing.txt"), &p("two.txt")),
+        &["missing.txt", "exists"],
+    );
+    assert_clean_failure(
+        &train(&p("empty.txt"), &p("empty.txt")),
+        &["empty.txt is empty"],
+    );
+    let o = nmt(&["train", "--corpus", "wmt99", "--out", out.to_str().unwrap()]);
+    assert_clean_failure(&o, &["unknown corpus `wmt99`"]);
+    let o = nmt(&[
+        "train",
+        "--src-file",
+        &p("two.txt"),
+        "--tgt-file",
+        &p("two.txt"),
+        "--out",
+        out.to_str().unwrap(),
+        "--layers",
+        "9",
+    ]);
+    assert_clean_failure(&o, &["layers must be between 1 and 8"]);
+    let o = nmt(&[
+        "translate",
+        "--model",
+        out.to_str().unwrap(),
+        "--device",
+        "cuda",
+        "x",
+    ]);
+    assert_clean_failure(&o, &["--device cpu"]);
+}
+
+/// A real (untrained) model folder to damage.
+fn model_dir(dir: &Path) -> std::path::PathBuf {
+    let run = dir.join("model");
+    let o = train_toy(&run, &["--max-steps", "1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    run
+}
+
+#[test]
+fn damaged_model_folders_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = model_dir(dir.path());
+    let translate = |m: &Path| nmt(&["translate", "--model", m.to_str().unwrap(), "Hallo."]);
+
+    assert_clean_failure(
+        &translate(&dir.path().join("nowhere")),
+        &["nowhere", "no such model folder"],
+    );
+
+    // No config.json.
+    let bare = dir.path().join("bare");
+    std::fs::create_dir(&bare).unwrap();
+    std::fs::copy(
+        run.join("model.safetensors"),
+        bare.join("model.safetensors"),
+    )
+    .unwrap();
+    assert_clean_failure(&translate(&bare), &["config.json"]);
+
+    // Unknown format version.
+    let cfg_path = run.join("config.json");
+    let cfg = std::fs::read_to_string(&cfg_path).unwrap();
+    std::fs::write(
+        &cfg_path,
+        cfg.replace("\"format_version\": 1", "\"format_version\": 99"),
+    )
+    .unwrap();
+    assert_clean_failure(&translate(&run), &["config.json", "format_version 99"]);
+    std::fs::write(&cfg_path, &cfg).unwrap();
+
+    // A tensor with the wrong shape, then a missing tensor.
+    let weights = run.join("model.safetensors");
+    let mut tensors: HashMap<String, Tensor> =
+        candle_core::safetensors::load(&weights, &Device::Cpu).unwrap();
+    let good = tensors.clone();
+    tensors.insert(
+        "decoder.weight_hh_l0".into(),
+        Tensor::zeros((3, 3), candle_core::DType::F32, &Device::Cpu).unwrap(),
+    );
+    candle_core::safetensors::save(&tensors, &weights).unwrap();
+    assert_clean_failure(
+        &translate(&run),
+        &["model.safetensors", "decoder.weight_hh_l0", "shape [3, 3]"],
+    );
+    let mut missing = good.clone();
+    missing.remove("proj.bias");
+    candle_core::safetensors::save(&missing, &weights).unwrap();
+    assert_clean_failure(
+        &translate(&run),
+        &["model.safetensors", "`proj.bias` is missing"],
+    );
+
+    // Not a safetensors file at all.
+    std::fs::write(&weights, b"garbage").unwrap();
+    assert_clean_failure(
+        &translate(&run),
+        &["model.safetensors", "cannot read the weights"],
+    );
+
+    // A missing tokenizer.
+    candle_core::safetensors::save(&good, &weights).unwrap();
+    std::fs::remove_file(run.join("tgt_tokenizer.json")).unwrap();
+    assert_clean_failure(&translate(&run), &["tgt_tokenizer.json", "is missing"]);
+}
