@@ -202,6 +202,9 @@ pub struct EvalArgs {
     /// Replace an existing --hyp-output file.
     #[arg(long)]
     pub overwrite: bool,
+    /// Also print the first N sources with their translations and references.
+    #[arg(long, default_value_t = 0)]
+    pub show: usize,
     #[command(flatten)]
     pub search: SearchArgs,
 }

@@ -133,7 +133,7 @@ impl TrainConfig {
                 self.lr
             )));
         }
-        if !(self.clip_norm > 0.0) {
+        if self.clip_norm.is_nan() || self.clip_norm <= 0.0 {
             return Err(Error::Config(format!(
                 "clip_norm must be positive, got {}",
                 self.clip_norm

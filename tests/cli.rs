@@ -322,3 +322,54 @@ fn damaged_model_folders_are_named() {
     std::fs::remove_file(run.join("tgt_tokenizer.json")).unwrap();
     assert_clean_failure(&translate(&run), &["tgt_tokenizer.json", "is missing"]);
 }
+
+#[test]
+fn corpus_lookup_failures_say_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    // No network: the download fails fast against a closed local port.
+    let o = Command::new(env!("CARGO_BIN_EXE_nmt"))
+        .args([
+            "corpus",
+            "fetch",
+            "multi30k",
+            "--dir",
+            cache.to_str().unwrap(),
+        ])
+        .env_remove("NMT_CORPORA")
+        .env("NMT_MULTI30K_URL", "http://127.0.0.1:9")
+        .output()
+        .unwrap();
+    assert_clean_failure(&o, &["download failed", "NMT_CORPORA", "train.de.gz"]);
+
+    // A damaged file in the cache is caught by its SHA-256.
+    std::fs::create_dir_all(&cache).unwrap();
+    std::fs::write(cache.join("test_2016_flickr.de.gz"), b"not the real file").unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_nmt"))
+        .args([
+            "corpus",
+            "fetch",
+            "multi30k",
+            "--dir",
+            cache.to_str().unwrap(),
+        ])
+        .env_remove("NMT_CORPORA")
+        .env("NMT_MULTI30K_URL", "http://127.0.0.1:9")
+        .output()
+        .unwrap();
+    assert_clean_failure(&o, &["test_2016_flickr.de.gz has SHA-256", "delete it"]);
+
+    // NMT_CORPORA pointing at a folder without Multi30k.
+    let o = Command::new(env!("CARGO_BIN_EXE_nmt"))
+        .args([
+            "train",
+            "--corpus",
+            "multi30k",
+            "--out",
+            dir.path().join("run").to_str().unwrap(),
+        ])
+        .env("NMT_CORPORA", dir.path())
+        .output()
+        .unwrap();
+    assert_clean_failure(&o, &["NMT_CORPORA is set", "multi30k"]);
+}

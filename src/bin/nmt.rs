@@ -226,6 +226,12 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
     if let Some(out) = &a.hyp_output {
         write_lines(out, &hyps)?;
     }
+    for i in 0..a.show.min(src.len()) {
+        println!(
+            "source:      {}\ntranslation: {}\nreference:   {}\n",
+            src[i], hyps[i], refs[i]
+        );
+    }
     println!("{}", bleu.format());
     println!("{}", Bleu::SIGNATURE);
     println!(

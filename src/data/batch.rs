@@ -92,7 +92,7 @@ pub fn encode_sources(
             flags[t * b + j] = 1.0;
         }
     }
-    let padded = flags.iter().any(|&f| f == 0.0);
+    let padded = flags.contains(&0.0);
     let mask = if padded {
         Some(StepMask::new(flags, s_len, b, device)?)
     } else {

@@ -11,6 +11,9 @@ use crate::error::{Error, Result};
 /// Where the raw files are published (data/task1/raw of the Multi30k dataset repository).
 const BASE_URL: &str = "https://raw.githubusercontent.com/multi30k/dataset/master/data/task1/raw";
 
+/// Environment variable naming a mirror of `BASE_URL` (same file names).
+pub const MIRROR_ENV: &str = "NMT_MULTI30K_URL";
+
 /// The splits and their file stems.
 pub const SPLITS: [&str; 3] = ["train", "val", "test_2016_flickr"];
 pub const LANGS: [&str; 3] = ["de", "en", "fr"];
@@ -111,13 +114,14 @@ pub fn locate(cache: &Path) -> Result<Multi30k> {
 /// Downloads every missing file into `dir` and checks every file's SHA-256.
 pub fn fetch(dir: &Path) -> Result<Multi30k> {
     std::fs::create_dir_all(dir).map_err(|e| Error::write(dir, e))?;
+    let base = std::env::var(MIRROR_ENV).unwrap_or_else(|_| BASE_URL.to_string());
     for (name, digest) in DIGESTS {
         let path = dir.join(name);
         if !path.is_file() {
-            let url = format!("{BASE_URL}/{name}");
+            let url = format!("{}/{name}", base.trim_end_matches('/'));
             let bytes = download(&url).map_err(|e| {
                 Error::Download(format!(
-                    "{url}: {e}. Without network access, copy the Multi30k files ({}) into a folder ROOT/multi30k/ and set NMT_CORPORA=ROOT",
+                    "{name}: {e}. Without network access, copy the Multi30k files ({}) into a folder ROOT/multi30k/ and set NMT_CORPORA=ROOT",
                     DIGESTS.map(|d| d.0).join(", ")
                 ))
             })?;

@@ -27,7 +27,7 @@ fn row_top_k(row: &[f32], base: f32, k: usize) -> Vec<(f32, u32)> {
     let mut top: Vec<(f32, u32)> = Vec::with_capacity(k + 1);
     for (v, &lp) in row.iter().enumerate() {
         let s = base + lp;
-        if top.len() == k && !(s > top[k - 1].0) {
+        if s.is_nan() || (top.len() == k && s <= top[k - 1].0) {
             continue;
         }
         let at = top.partition_point(|&(x, _)| x >= s);

@@ -1,0 +1,33 @@
+# nmt: the commands the README promises.
+#   make demo   build, find or fetch Multi30k, train a small de->en model (~7 min on 2 cores),
+#               translate a few test sentences beside their references, and score the test set.
+#   make test   formatting, lints and the whole test suite.
+
+NMT := ./target/release/nmt
+DEMO := checkpoints/demo
+
+.PHONY: build demo test lint toy clean-demo
+
+build:
+	cargo build --release
+
+demo: build
+	$(NMT) corpus fetch multi30k
+	$(NMT) train --corpus multi30k --pair de-en --out $(DEMO) --overwrite \
+		--layers 2 --hidden 256 --emb 256 --vocab-size 8000 \
+		--optimizer adam --lr 0.002 --epochs 2
+	$(NMT) eval --model $(DEMO) --corpus multi30k --pair de-en --split test_2016_flickr --beam 5 --show 8
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --release --all-targets -- -D warnings
+
+test: lint
+	cargo test --release
+
+# Regenerate corpora/toy/ (deterministic).
+toy:
+	python3 tools/make_toy_corpus.py
+
+clean-demo:
+	rm -rf $(DEMO)
