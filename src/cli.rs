@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::OptimizerKind;
+use crate::config::{LengthPenalty, OptimizerKind};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -30,11 +30,16 @@ pub enum Command {
         after_help = "Example:\n  nmt translate --model checkpoints/de-en \"Ein Mann fährt Fahrrad.\"\n  nmt translate --model checkpoints/de-en --input test.de --output test.hyp.en\n\nSentences come from the arguments, else --input, else stdin (one per line);\none translation per line, in input order."
     )]
     Translate(TranslateArgs),
-    /// Score a model: corpus BLEU (sacrebleu 13a) of its translations and perplexity.
+    /// Corpus BLEU and chrF (equal to sacrebleu's) of a model's translations or of given ones.
     #[command(
-        after_help = "Example:\n  nmt eval --model checkpoints/de-en --src-file test.de --ref-file test.en\n  nmt eval --model checkpoints/de-en --corpus multi30k --pair de-en"
+        after_help = "Examples:\n  nmt eval --model checkpoints/de-en --src-file test.de --ref-file test.en\n  nmt eval --model checkpoints/de-en --corpus multi30k --pair de-en\n  nmt eval --hyp-file test.hyp.en --ref-file test.en --json"
     )]
     Eval(EvalArgs),
+    /// Forced decoding: the log-probability and perplexity of given translations.
+    #[command(
+        after_help = "Example:\n  nmt score --model checkpoints/de-en --src-file test.de --tgt-file test.en\n\nOne tab-separated line per sentence (line number, log-probability, target tokens with EOS,\nperplexity), then a line starting with `total` for the whole corpus."
+    )]
+    Score(ScoreArgs),
     /// Manage corpora.
     #[command(subcommand)]
     Corpus(CorpusCommand),
@@ -146,7 +151,14 @@ pub struct SearchArgs {
     /// Longest output, as a multiple of the source's subword count.
     #[arg(long, default_value_t = 2.0)]
     pub max_len_ratio: f32,
-    /// Length normalisation: scores are divided by length^alpha (0 = none, 1 = average).
+    /// No end of sentence before this many output subwords.
+    #[arg(long, default_value_t = 0)]
+    pub min_len: usize,
+    /// How scores of different lengths compare: none, average (log-prob / length^alpha)
+    /// or gnmt (log-prob / ((5 + length) / 6)^alpha).
+    #[arg(long, value_enum, default_value_t = LengthPenalty::Average)]
+    pub length_penalty: LengthPenalty,
+    /// The length penalty's alpha (gnmt is usually run with 0.6-1.0).
     #[arg(long, default_value_t = 1.0)]
     pub length_alpha: f32,
     /// Sentences decoded together.
@@ -160,11 +172,29 @@ pub struct SearchArgs {
     pub device: String,
 }
 
+/// How translations are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// One translation per line (n-best: n lines per sentence).
+    Plain,
+    /// sentence id, rank, score, text (tab-separated; ids and ranks from 1).
+    Tsv,
+    /// One JSON object per line: {"id", "rank", "score", "log_prob", "text"}.
+    Jsonl,
+}
+
 #[derive(Debug, Args)]
 pub struct TranslateArgs {
-    /// Model folder written by `nmt train`.
-    #[arg(long)]
-    pub model: PathBuf,
+    /// Model folder written by `nmt train`; repeat for an ensemble (log-probabilities are
+    /// averaged; the models must share one target vocabulary).
+    #[arg(long, required = true)]
+    pub model: Vec<PathBuf>,
+    /// Hypotheses to print per sentence (at most --beam).
+    #[arg(long, default_value_t = 1)]
+    pub n_best: usize,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Plain)]
+    pub format: OutputFormat,
     /// Read sentences from this file (one per line) instead of stdin.
     #[arg(long, conflicts_with = "text")]
     pub input: Option<PathBuf>,
@@ -182,15 +212,22 @@ pub struct TranslateArgs {
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// Model folder written by `nmt train`.
+    /// Model folder(s) to translate with (repeat for an ensemble); without it, --hyp-file
+    /// is scored.
+    #[arg(long, required_unless_present = "hyp_file", conflicts_with = "hyp_file")]
+    pub model: Vec<PathBuf>,
+    /// Translations to score (instead of translating with --model).
+    #[arg(long, requires = "ref_file")]
+    pub hyp_file: Option<PathBuf>,
+    /// Source sentences (with --model).
     #[arg(long)]
-    pub model: PathBuf,
-    /// Source sentences.
-    #[arg(long, required_unless_present = "corpus", requires = "ref_file")]
     pub src_file: Option<PathBuf>,
-    /// Reference translations, line-aligned with --src-file.
-    #[arg(long, required_unless_present = "corpus", requires = "src_file")]
+    /// Reference translations, line-aligned with --src-file or --hyp-file.
+    #[arg(long)]
     pub ref_file: Option<PathBuf>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub corpus: CorpusArgs,
     /// Split of --corpus to score.
@@ -207,4 +244,23 @@ pub struct EvalArgs {
     pub show: usize,
     #[command(flatten)]
     pub search: SearchArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ScoreArgs {
+    /// Model folder written by `nmt train`.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Source sentences.
+    #[arg(long)]
+    pub src_file: PathBuf,
+    /// Translations to score, line-aligned with --src-file.
+    #[arg(long)]
+    pub tgt_file: PathBuf,
+    /// CPU threads (0: all cores).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// cpu, cuda or metal.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
 }

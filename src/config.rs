@@ -154,14 +154,43 @@ impl TrainConfig {
     }
 }
 
+/// How hypotheses of different lengths are compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LengthPenalty {
+    /// Raw log-probability (favours short outputs).
+    None,
+    /// log-probability / length^alpha (alpha 1: per-token average).
+    Average,
+    /// GNMT (Wu et al. 2016): log-probability / ((5 + length) / 6)^alpha.
+    Gnmt,
+}
+
+impl LengthPenalty {
+    /// The divisor of a hypothesis of `len` tokens (EOS included). Non-decreasing in `len`
+    /// for alpha >= 0, which the beam's stop rule relies on.
+    pub fn divisor(self, len: usize, alpha: f32) -> f32 {
+        match self {
+            LengthPenalty::None => 1.0,
+            LengthPenalty::Average => (len as f32).powf(alpha),
+            LengthPenalty::Gnmt => ((5.0 + len as f32) / 6.0).powf(alpha),
+        }
+    }
+}
+
 /// Settings of beam search.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SearchConfig {
     /// Beam width K; 1 is greedy.
     pub beam: usize,
+    /// Hypotheses returned per sentence (at most `beam`).
+    pub n_best: usize,
     /// A translation may have at most ceil(ratio * source tokens) + 1 tokens (EOS included).
     pub max_len_ratio: f32,
-    /// Scores are divided by length^alpha (0: raw log-probability, 1: per-token average).
+    /// EOS is not allowed before this many output tokens.
+    pub min_len: usize,
+    pub length_penalty: LengthPenalty,
+    /// Exponent of the length penalty.
     pub length_alpha: f32,
     /// Sentences decoded together.
     pub batch_size: usize,
@@ -171,7 +200,10 @@ impl Default for SearchConfig {
     fn default() -> Self {
         SearchConfig {
             beam: 5,
+            n_best: 1,
             max_len_ratio: 2.0,
+            min_len: 0,
+            length_penalty: LengthPenalty::Average,
             length_alpha: 1.0,
             batch_size: 32,
         }
@@ -182,6 +214,12 @@ impl SearchConfig {
     pub fn validate(&self) -> Result<()> {
         if self.beam == 0 {
             return Err(Error::Config("beam must be at least 1".into()));
+        }
+        if self.n_best == 0 || self.n_best > self.beam {
+            return Err(Error::Config(format!(
+                "n-best must be between 1 and the beam width ({}), got {}",
+                self.beam, self.n_best
+            )));
         }
         if !(self.max_len_ratio > 0.0 && self.max_len_ratio.is_finite()) {
             return Err(Error::Config(format!(
@@ -204,5 +242,10 @@ impl SearchConfig {
     /// Longest output (EOS included) for a source of `src_len` tokens.
     pub fn max_output_len(&self, src_len: usize) -> usize {
         (self.max_len_ratio * src_len.max(1) as f32).ceil() as usize + 1
+    }
+
+    /// The ranking score of a hypothesis with summed `log_prob` and `len` tokens.
+    pub fn normalise(&self, log_prob: f32, len: usize) -> f32 {
+        log_prob / self.length_penalty.divisor(len, self.length_alpha)
     }
 }

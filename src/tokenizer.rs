@@ -88,6 +88,14 @@ impl SubwordTokenizer {
             .map_err(|e| Error::write(path, std::io::Error::other(e.to_string())))
     }
 
+    /// True when both tokenizers map text to the same ids (their definitions are equal).
+    pub fn same_as(&self, other: &SubwordTokenizer) -> bool {
+        match (self.inner.to_string(false), other.inner.to_string(false)) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        }
+    }
+
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)
     }

@@ -1,6 +1,6 @@
 //! Beam search against hand-written scorers whose best translations are known.
 
-use nmt::config::SearchConfig;
+use nmt::config::{LengthPenalty, SearchConfig};
 use nmt::search::beam::beam_search;
 use nmt::search::{log_softmax_rows, Hypothesis, Scorer};
 use nmt::Result;
@@ -12,6 +12,8 @@ const EOS: u32 = 2;
 /// every prefix has its own distribution. State: each row's (source, history).
 struct HashScorer {
     vocab: usize,
+    /// Mixed into the hash: scorers with different salts disagree.
+    salt: u32,
 }
 
 #[derive(Clone)]
@@ -21,9 +23,13 @@ struct Row {
 }
 
 impl HashScorer {
+    fn new(vocab: usize) -> Self {
+        HashScorer { vocab, salt: 0 }
+    }
+
     fn log_probs(&self, src: &[u32], hist: &[u32]) -> Vec<f32> {
         let mut h: u64 = 1469598103934665603;
-        for &x in src.iter().chain([99u32].iter()).chain(hist) {
+        for &x in [self.salt, 99].iter().chain(src).chain([99u32].iter()).chain(hist) {
             h = (h ^ x as u64).wrapping_mul(1099511628211);
         }
         let mut row: Vec<f32> = (0..self.vocab)
@@ -76,16 +82,12 @@ impl Scorer for HashScorer {
 }
 
 fn cfg(beam: usize, alpha: f32) -> SearchConfig {
-    SearchConfig {
-        beam,
-        max_len_ratio: 1.5,
-        length_alpha: alpha,
-        batch_size: 8,
-    }
+    SearchConfig { beam, max_len_ratio: 1.5, length_alpha: alpha, batch_size: 8, ..SearchConfig::default() }
 }
 
-/// Every output up to `max_len` tokens (EOS-terminated, or cut at max_len), scored.
-fn brute_force(s: &HashScorer, src: &[u32], max_len: usize, alpha: f32) -> Vec<Hypothesis> {
+/// Every output up to `max_len` tokens (EOS-terminated, or cut at max_len), scored by `c`.
+fn brute_force(s: &HashScorer, src: &[u32], c: &SearchConfig) -> Vec<Hypothesis> {
+    let max_len = c.max_output_len(src.len());
     let mut out = Vec::new();
     let mut stack = vec![(Vec::<u32>::new(), 0f32)];
     while let Some((hist, lp)) = stack.pop() {
@@ -93,7 +95,10 @@ fn brute_force(s: &HashScorer, src: &[u32], max_len: usize, alpha: f32) -> Vec<H
         for v in 0..s.vocab as u32 {
             let score = lp + row[v as usize];
             let len = hist.len() + 1;
-            let norm = score / (len as f32).powf(alpha);
+            let norm = c.normalise(score, len);
+            if v == EOS && hist.len() < c.min_len {
+                continue;
+            }
             if v == EOS {
                 out.push(Hypothesis {
                     tokens: hist.clone(),
@@ -119,29 +124,38 @@ fn brute_force(s: &HashScorer, src: &[u32], max_len: usize, alpha: f32) -> Vec<H
     out
 }
 
+/// Every length penalty, with and without a minimum length: a beam wide enough to keep every
+/// prefix returns exactly the exhaustive n-best list, so the early stop never cut a winner.
 #[test]
-fn wide_beam_finds_the_exhaustive_best() {
-    let s = HashScorer { vocab: 5 };
-    for alpha in [0.0, 1.0] {
-        for src in [vec![7u32, 8], vec![3], vec![4, 4]] {
-            let c = cfg(700, alpha);
-            let max_len = c.max_output_len(src.len());
-            let want = &brute_force(&s, &src, max_len, alpha)[0];
-            let got = beam_search(&s, &[&src], &c, BOS, EOS).unwrap();
-            let best = &got[0][0];
-            assert_eq!(best.tokens, want.tokens, "alpha {alpha}, src {src:?}");
-            assert!((best.score - want.score).abs() < 1e-5);
+fn wide_beam_returns_the_exhaustive_n_best() {
+    let s = HashScorer::new(5);
+    for penalty in [LengthPenalty::None, LengthPenalty::Average, LengthPenalty::Gnmt] {
+        for (alpha, min_len) in [(1.0, 0), (0.6, 0), (1.0, 2)] {
+            for src in [vec![7u32, 8], vec![3], vec![4, 4]] {
+                let c = SearchConfig { n_best: 6, length_penalty: penalty, min_len, ..cfg(700, alpha) };
+                let want = brute_force(&s, &src, &c);
+                let got = &beam_search(&s, &[&src], &c, BOS, EOS).unwrap()[0];
+                assert_eq!(got.len(), 6, "{penalty:?}: n-best list incomplete");
+                for (g, w) in got.iter().zip(&want) {
+                    assert_eq!(g.tokens, w.tokens, "{penalty:?} alpha {alpha} min {min_len} src {src:?}");
+                    assert!((g.score - w.score).abs() < 1e-5);
+                }
+                if min_len > 0 {
+                    assert!(got.iter().all(|h| h.tokens.len() >= min_len));
+                }
+            }
         }
     }
 }
 
 #[test]
 fn n_best_is_ordered_with_true_scores() {
-    let s = HashScorer { vocab: 6 };
+    let s = HashScorer::new(6);
     let src = vec![5u32, 9, 11];
-    let got = beam_search(&s, &[&src], &cfg(4, 1.0), BOS, EOS).unwrap();
+    let c = SearchConfig { n_best: 4, ..cfg(4, 1.0) };
+    let got = beam_search(&s, &[&src], &c, BOS, EOS).unwrap();
     let list = &got[0];
-    assert!(!list.is_empty() && list.len() <= 4);
+    assert_eq!(list.len(), 4);
     for w in list.windows(2) {
         assert!(w[0].score >= w[1].score, "n-best out of order");
     }
@@ -162,7 +176,7 @@ fn n_best_is_ordered_with_true_scores() {
 
 #[test]
 fn beam_one_is_exactly_greedy() {
-    let s = HashScorer { vocab: 7 };
+    let s = HashScorer::new(7);
     for src in [vec![3u32], vec![4, 5, 6], vec![9, 9, 9, 9]] {
         let c = cfg(1, 1.0);
         let max_len = c.max_output_len(src.len());
@@ -239,7 +253,7 @@ fn beam_recovers_what_greedy_misses() {
 
 #[test]
 fn sentences_decoded_together_match_decoded_alone() {
-    let s = HashScorer { vocab: 6 };
+    let s = HashScorer::new(6);
     let sources: Vec<Vec<u32>> = vec![vec![3], vec![4, 5, 6, 7], vec![8, 9], vec![3, 3, 3]];
     let refs: Vec<&[u32]> = sources.iter().map(|v| v.as_slice()).collect();
     let c = cfg(3, 1.0);
@@ -248,4 +262,28 @@ fn sentences_decoded_together_match_decoded_alone() {
         let alone = beam_search(&s, &[src.as_slice()], &c, BOS, EOS).unwrap();
         assert_eq!(alone[0], together[i], "sentence {i}");
     }
+}
+
+/// Two scorers averaged: an ensemble of a scorer with itself is that scorer, and an ensemble of
+/// two different ones ranks by the mean of their log-probabilities.
+#[test]
+fn ensemble_averages_log_probabilities() {
+    use nmt::search::ensemble::Ensemble;
+    let a = HashScorer::new(6);
+    let src = vec![4u32, 5];
+    let c = SearchConfig { n_best: 3, ..cfg(3, 1.0) };
+    let single = beam_search(&a, &[&src], &c, BOS, EOS).unwrap();
+    let twice = Ensemble::new(vec![HashScorer::new(6), HashScorer::new(6)]).unwrap();
+    assert_eq!(beam_search(&twice, &[&src], &c, BOS, EOS).unwrap(), single);
+
+    let b = HashScorer { vocab: 6, salt: 1 };
+    let mixed = Ensemble::new(vec![HashScorer::new(6), HashScorer { vocab: 6, salt: 1 }]).unwrap();
+    let st = mixed.start(&[&src]).unwrap();
+    let (lp, _) = mixed.step(&st, &[BOS]).unwrap();
+    let (own, other) = (a.log_probs(&src, &[]), b.log_probs(&src, &[]));
+    assert!(own != other);
+    for v in 0..6 {
+        assert!((lp[v] - (own[v] + other[v]) / 2.0).abs() < 1e-6);
+    }
+    assert!(Ensemble::new(vec![HashScorer::new(6), HashScorer::new(7)]).is_err());
 }

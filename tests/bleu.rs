@@ -1,7 +1,7 @@
-//! BLEU equal to sacrebleu 2.6.0's, digit for digit. The expected values and the commands
+//! BLEU and chrF equal to sacrebleu 2.6.0's, digit for digit. The expected values and the commands
 //! that produced them are in tests/fixtures/bleu/README.md.
 
-use nmt::metrics::{tokenize_13a, Bleu};
+use nmt::metrics::{tokenize_13a, Bleu, Chrf};
 
 fn lines(name: &str) -> Vec<String> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -71,4 +71,18 @@ fn tokenizer_13a_matches_sacrebleu() {
         tokenize_13a("Er sagt: \"Hallo!\" (laut)"),
         "Er sagt : \" Hallo ! \" ( laut )"
     );
+}
+
+#[test]
+fn chrf_matches_sacrebleu() {
+    // python3 -c "from sacrebleu.metrics import CHRF; print(repr(CHRF().corpus_score(h, [r]).score))"
+    let c = Chrf::corpus(&lines("hyp.txt"), &lines("ref.txt"));
+    assert!((c.score - 75.03782688528996).abs() < 1e-9, "{}", c.score);
+    assert_eq!(c.format(), "chrF2 = 75.04");
+    let one = Chrf::corpus(&lines("hyp.txt")[..1], &lines("ref.txt")[..1]);
+    assert!((one.score - 53.04961308696644).abs() < 1e-9, "{}", one.score);
+    let uni = Chrf::corpus(&s(&["Ein Kind – „lacht“ 東京"]), &s(&["Ein Kind „lacht“ – 東京!"]));
+    assert!((uni.score - 60.827155289162924).abs() < 1e-9, "{}", uni.score);
+    assert_eq!(Chrf::corpus(&s(&[""]), &s(&["A cat."])).score, 0.0);
+    assert_eq!(Chrf::corpus(&s(&["xyz qq"]), &s(&["A cat sleeps."])).score, 0.0);
 }

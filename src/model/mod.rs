@@ -15,7 +15,7 @@ use candle_core::{DType, Device, Tensor};
 use crate::config::ModelConfig;
 use crate::data::batch::Batch;
 use crate::error::{Error, Result};
-use crate::loss::masked_nll_sum;
+use crate::loss::{masked_nll, masked_nll_sum};
 use lstm::{LstmLayer, LstmPath, LstmState, StackedLstm, StepMask};
 
 /// The whole network. Weights are shared `Tensor`s: when they come from training `Var`s,
@@ -160,13 +160,30 @@ impl Seq2Seq {
             .broadcast_add(&self.proj_b)?)
     }
 
-    /// Teacher forcing: the summed negative log-likelihood of the batch's target tokens
-    /// (a scalar tensor; padding excluded) and the number of tokens it covers.
-    pub fn forward_teacher(&self, batch: &Batch) -> Result<(Tensor, usize)> {
+    /// Top-layer decoder outputs under teacher forcing, as `(T * B, V)` logits.
+    fn teacher_logits(&self, batch: &Batch) -> Result<Tensor> {
         let state = self.encode(&batch.src, batch.src_mask.as_ref())?;
         let (top, _) = self.decode(&batch.tgt_in, &state)?;
         let (t, b, h) = top.dims3()?;
-        let logits = self.project(&top.reshape((t * b, h))?)?;
+        self.project(&top.reshape((t * b, h))?)
+    }
+
+    /// Forced decoding: each sentence's summed target negative log-likelihood, `(B)`.
+    pub fn sentence_nll(&self, batch: &Batch) -> Result<Tensor> {
+        let logits = self.teacher_logits(batch)?;
+        let (t, b) = batch.tgt_out.dims2()?;
+        let nll = masked_nll(
+            &logits,
+            &batch.tgt_out.flatten_all()?,
+            &batch.tgt_mask.flatten_all()?,
+        )?;
+        Ok(nll.reshape((t, b))?.sum(0)?)
+    }
+
+    /// Teacher forcing: the summed negative log-likelihood of the batch's target tokens
+    /// (a scalar tensor; padding excluded) and the number of tokens it covers.
+    pub fn forward_teacher(&self, batch: &Batch) -> Result<(Tensor, usize)> {
+        let logits = self.teacher_logits(batch)?;
         let nll = masked_nll_sum(
             &logits,
             &batch.tgt_out.flatten_all()?,

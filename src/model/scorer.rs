@@ -8,17 +8,42 @@ use super::Seq2Seq;
 use crate::data::batch::encode_sources;
 use crate::error::Result;
 use crate::search::{log_softmax_rows, Scorer};
+use crate::tokenizer::SubwordTokenizer;
 
 /// Scores with one model (use `Seq2Seq::detached` weights: no autograd graph is built).
 pub struct ModelScorer<'a> {
     pub model: &'a Seq2Seq,
+    /// For an ensemble member whose source tokenizer differs from the one that made the
+    /// search's source ids: (the tokenizer that made them, this model's own). Byte-level BPE
+    /// round-trips text exactly, so ids are decoded to text and encoded again.
+    pub retokenize: Option<(&'a SubwordTokenizer, &'a SubwordTokenizer)>,
+}
+
+impl<'a> ModelScorer<'a> {
+    pub fn new(model: &'a Seq2Seq) -> Self {
+        ModelScorer {
+            model,
+            retokenize: None,
+        }
+    }
 }
 
 impl Scorer for ModelScorer<'_> {
     type State = LstmState;
 
     fn start(&self, sources: &[&[u32]]) -> Result<LstmState> {
-        let (src, mask) = encode_sources(sources, &self.model.cfg, self.model.device())?;
+        let own: Vec<Vec<u32>>;
+        let sources: Vec<&[u32]> = match self.retokenize {
+            Some((from, to)) => {
+                own = sources
+                    .iter()
+                    .map(|s| to.encode(&from.decode(s)?))
+                    .collect::<Result<_>>()?;
+                own.iter().map(|s| s.as_slice()).collect()
+            }
+            None => sources.to_vec(),
+        };
+        let (src, mask) = encode_sources(&sources, &self.model.cfg, self.model.device())?;
         self.model.encode(&src, mask.as_ref())
     }
 

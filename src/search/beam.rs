@@ -13,21 +13,13 @@ struct Open {
     log_prob: f32,
 }
 
-/// `log_prob / length^alpha`.
-fn normalise(log_prob: f32, len: usize, alpha: f32) -> f32 {
-    if alpha == 0.0 {
-        log_prob
-    } else {
-        log_prob / (len as f32).powf(alpha)
-    }
-}
-
 /// The best `k` (score, token) of one row, best first; ties go to the lower token id.
-fn row_top_k(row: &[f32], base: f32, k: usize) -> Vec<(f32, u32)> {
+/// `banned` (EOS before the minimum length) is skipped.
+fn row_top_k(row: &[f32], base: f32, k: usize, banned: Option<u32>) -> Vec<(f32, u32)> {
     let mut top: Vec<(f32, u32)> = Vec::with_capacity(k + 1);
     for (v, &lp) in row.iter().enumerate() {
         let s = base + lp;
-        if s.is_nan() || (top.len() == k && s <= top[k - 1].0) {
+        if s.is_nan() || (top.len() == k && s <= top[k - 1].0) || banned == Some(v as u32) {
             continue;
         }
         let at = top.partition_point(|&(x, _)| x >= s);
@@ -37,12 +29,14 @@ fn row_top_k(row: &[f32], base: f32, k: usize) -> Vec<(f32, u32)> {
     top
 }
 
-/// Translates every source; returns each sentence's finished hypotheses, best first.
+/// Translates every source; returns each sentence's `cfg.n_best` best finished hypotheses,
+/// best first.
 ///
-/// Stops a sentence when K hypotheses have finished, when its best finished hypothesis
-/// outranks the best score any open one could still reach (log-probabilities only fall, so an
-/// open score `s` can at most become `s / max_len^alpha`), or at its maximum length
-/// (`cfg.max_output_len`), where open hypotheses are finished as they are.
+/// A sentence stops when its beam has shrunk to nothing, at its maximum length
+/// (`cfg.max_output_len`, where open hypotheses are finished as they are), or as soon as its
+/// n-th best finished hypothesis outranks the best score any open one could still reach:
+/// log-probabilities only fall and the length penalty's divisor only grows, so an open score
+/// `s <= 0` can at most become `s / divisor(max_len)`.
 pub fn beam_search<S: Scorer>(
     scorer: &S,
     sources: &[&[u32]],
@@ -53,11 +47,8 @@ pub fn beam_search<S: Scorer>(
     let n = sources.len();
     let vocab = scorer.vocab_size();
     let k = cfg.beam.max(1);
-    let alpha = cfg.length_alpha;
-    let max_len: Vec<usize> = sources
-        .iter()
-        .map(|s| cfg.max_output_len(s.len()))
-        .collect();
+    let n_best = cfg.n_best.clamp(1, k);
+    let max_len: Vec<usize> = sources.iter().map(|s| cfg.max_output_len(s.len())).collect();
     let mut finished: Vec<Vec<Hypothesis>> = vec![Vec::new(); n];
     if n == 0 {
         return Ok(finished);
@@ -73,10 +64,9 @@ pub fn beam_search<S: Scorer>(
     let mut len = 0;
     while !open.is_empty() {
         len += 1;
-        let prev: Vec<u32> = open
-            .iter()
-            .map(|h| *h.tokens.last().unwrap_or(&bos))
-            .collect();
+        // EOS at step `len` would end an output of len - 1 tokens.
+        let banned = (len - 1 < cfg.min_len).then_some(eos);
+        let prev: Vec<u32> = open.iter().map(|h| *h.tokens.last().unwrap_or(&bos)).collect();
         let (log_probs, stepped) = scorer.step(&state, &prev)?;
         let mut next_open = Vec::new();
         let mut rows = Vec::new();
@@ -88,13 +78,10 @@ pub fn beam_search<S: Scorer>(
             // The best `width` extensions over all of this sentence's rows.
             let mut cands: Vec<(f32, usize, u32)> = (start..end)
                 .flat_map(|r| {
-                    row_top_k(
-                        &log_probs[r * vocab..(r + 1) * vocab],
-                        open[r].log_prob,
-                        width,
-                    )
-                    .into_iter()
-                    .map(move |(sc, v)| (sc, r, v))
+                    let row = &log_probs[r * vocab..(r + 1) * vocab];
+                    row_top_k(row, open[r].log_prob, width, banned)
+                        .into_iter()
+                        .map(move |(sc, v)| (sc, r, v))
                 })
                 .collect();
             cands.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
@@ -109,29 +96,20 @@ pub fn beam_search<S: Scorer>(
                     finished[s].push(Hypothesis {
                         tokens,
                         log_prob: sc,
-                        score: normalise(sc, len, alpha),
+                        score: cfg.normalise(sc, len),
                     });
                 } else {
                     tokens.push(v);
-                    kept.push((
-                        r,
-                        Open {
-                            sentence: s,
-                            tokens,
-                            log_prob: sc,
-                        },
-                    ));
+                    kept.push((r, Open { sentence: s, tokens, log_prob: sc }));
                 }
             }
-            let best_done = finished[s]
-                .iter()
-                .map(|h| h.score)
-                .fold(f32::NEG_INFINITY, f32::max);
+            finished[s].sort_by(|a, b| b.score.total_cmp(&a.score));
+            let nth_done = finished[s].get(n_best - 1).map_or(f32::NEG_INFINITY, |h| h.score);
             let best_open = kept
                 .iter()
-                .map(|(_, h)| normalise(h.log_prob, max_len[s], alpha))
+                .map(|(_, h)| cfg.normalise(h.log_prob, max_len[s]))
                 .fold(f32::NEG_INFINITY, f32::max);
-            if best_done < best_open {
+            if nth_done < best_open {
                 for (r, h) in kept {
                     rows.push(r);
                     next_open.push(h);
@@ -146,7 +124,7 @@ pub fn beam_search<S: Scorer>(
         open = next_open;
     }
     for list in &mut finished {
-        list.sort_by(|a, b| b.score.total_cmp(&a.score));
+        list.truncate(n_best);
     }
     Ok(finished)
 }

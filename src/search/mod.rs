@@ -2,6 +2,7 @@
 //! search serves a trained network, an ensemble, or a hand-written scorer in tests.
 
 pub mod beam;
+pub mod ensemble;
 
 use crate::error::Result;
 
@@ -31,7 +32,7 @@ pub struct Hypothesis {
     pub tokens: Vec<u32>,
     /// Summed log-probability (EOS included when it was emitted).
     pub log_prob: f32,
-    /// The ranking score: `log_prob / length^alpha`.
+    /// The ranking score: `log_prob` divided by the length penalty.
     pub score: f32,
 }
 

@@ -1,10 +1,12 @@
 //! Corpus BLEU exactly as sacrebleu 2.x computes it by default (13a tokenisation,
-//! exponential smoothing, one reference), and perplexity.
+//! exponential smoothing, one reference).
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use regex::Regex;
+
+use super::{py_rstrip, py_split};
 
 /// sacrebleu's `Tokenizer13a` (mteval-v13a): unescape a few entities, then split
 /// punctuation, periods and commas not between digits, and dashes after digits.
@@ -36,7 +38,7 @@ pub fn tokenize_13a(line: &str) -> String {
     for (re, rep) in rules {
         line = re.replace_all(&line, *rep).into_owned();
     }
-    line.split_whitespace().collect::<Vec<_>>().join(" ")
+    py_split(&line).join(" ")
 }
 
 /// A corpus BLEU score with the statistics sacrebleu prints.
@@ -63,8 +65,8 @@ impl Bleu {
         let mut total = [0usize; 4];
         let (mut sys_len, mut ref_len) = (0, 0);
         for (h, r) in hyps.iter().zip(refs) {
-            let h = tokenize_13a(h.trim_end());
-            let r = tokenize_13a(r.trim_end());
+            let h = tokenize_13a(py_rstrip(h));
+            let r = tokenize_13a(py_rstrip(r));
             let hw: Vec<&str> = h.split(' ').filter(|w| !w.is_empty()).collect();
             let rw: Vec<&str> = r.split(' ').filter(|w| !w.is_empty()).collect();
             sys_len += hw.len();
@@ -156,13 +158,4 @@ fn ngram_counts<'a>(words: &[&'a str], n: usize) -> HashMap<Vec<&'a str>, usize>
         }
     }
     m
-}
-
-/// exp(summed negative log-likelihood / tokens).
-pub fn perplexity(nll_sum: f64, tokens: usize) -> f64 {
-    if tokens == 0 {
-        f64::NAN
-    } else {
-        (nll_sum / tokens as f64).exp()
-    }
 }

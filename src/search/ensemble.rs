@@ -1,0 +1,67 @@
+//! An ensemble is several scorers whose next-token log-probabilities are averaged; to the
+//! search it is just another scorer.
+
+use super::Scorer;
+use crate::error::{Error, Result};
+
+/// Scorers that share one target vocabulary.
+pub struct Ensemble<S> {
+    members: Vec<S>,
+}
+
+impl<S: Scorer> Ensemble<S> {
+    /// Fails when `members` is empty or their vocabulary sizes differ.
+    pub fn new(members: Vec<S>) -> Result<Self> {
+        let Some(first) = members.first() else {
+            return Err(Error::Config("an ensemble needs at least one model".into()));
+        };
+        let v = first.vocab_size();
+        if let Some((i, m)) = members.iter().enumerate().find(|(_, m)| m.vocab_size() != v) {
+            return Err(Error::Config(format!(
+                "ensemble member {} has a target vocabulary of {} entries but member 1 has {v}: ensembled models must share one target vocabulary",
+                i + 1,
+                m.vocab_size()
+            )));
+        }
+        Ok(Ensemble { members })
+    }
+}
+
+impl<S: Scorer> Scorer for Ensemble<S> {
+    type State = Vec<S::State>;
+
+    fn start(&self, sources: &[&[u32]]) -> Result<Self::State> {
+        self.members.iter().map(|m| m.start(sources)).collect()
+    }
+
+    fn step(&self, state: &Self::State, prev: &[u32]) -> Result<(Vec<f32>, Self::State)> {
+        let mut sum: Vec<f32> = Vec::new();
+        let mut next = Vec::with_capacity(self.members.len());
+        for (m, st) in self.members.iter().zip(state) {
+            let (lp, s) = m.step(st, prev)?;
+            if sum.is_empty() {
+                sum = lp;
+            } else {
+                sum.iter_mut().zip(&lp).for_each(|(a, b)| *a += b);
+            }
+            next.push(s);
+        }
+        let n = self.members.len() as f32;
+        if n > 1.0 {
+            sum.iter_mut().for_each(|x| *x /= n);
+        }
+        Ok((sum, next))
+    }
+
+    fn reorder(&self, state: &Self::State, rows: &[usize]) -> Result<Self::State> {
+        self.members
+            .iter()
+            .zip(state)
+            .map(|(m, s)| m.reorder(s, rows))
+            .collect()
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.members[0].vocab_size()
+    }
+}
