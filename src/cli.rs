@@ -214,7 +214,11 @@ pub struct TranslateArgs {
 pub struct EvalArgs {
     /// Model folder(s) to translate with (repeat for an ensemble); without it, --hyp-file
     /// is scored.
-    #[arg(long, required_unless_present = "hyp_file", conflicts_with = "hyp_file")]
+    #[arg(
+        long,
+        required_unless_present = "hyp_file",
+        conflicts_with = "hyp_file"
+    )]
     pub model: Vec<PathBuf>,
     /// Translations to score (instead of translating with --model).
     #[arg(long, requires = "ref_file")]

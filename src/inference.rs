@@ -92,7 +92,8 @@ impl Translator {
             .iter()
             .map(|m| ModelScorer {
                 model: &m.model,
-                retokenize: (!m.src_tok.same_as(&first.src_tok)).then_some((&first.src_tok, &m.src_tok)),
+                retokenize: (!m.src_tok.same_as(&first.src_tok))
+                    .then_some((&first.src_tok, &m.src_tok)),
             })
             .collect();
         let scorer = Ensemble::new(scorers)?;

@@ -29,7 +29,12 @@ impl HashScorer {
 
     fn log_probs(&self, src: &[u32], hist: &[u32]) -> Vec<f32> {
         let mut h: u64 = 1469598103934665603;
-        for &x in [self.salt, 99].iter().chain(src).chain([99u32].iter()).chain(hist) {
+        for &x in [self.salt, 99]
+            .iter()
+            .chain(src)
+            .chain([99u32].iter())
+            .chain(hist)
+        {
             h = (h ^ x as u64).wrapping_mul(1099511628211);
         }
         let mut row: Vec<f32> = (0..self.vocab)
@@ -82,7 +87,13 @@ impl Scorer for HashScorer {
 }
 
 fn cfg(beam: usize, alpha: f32) -> SearchConfig {
-    SearchConfig { beam, max_len_ratio: 1.5, length_alpha: alpha, batch_size: 8, ..SearchConfig::default() }
+    SearchConfig {
+        beam,
+        max_len_ratio: 1.5,
+        length_alpha: alpha,
+        batch_size: 8,
+        ..SearchConfig::default()
+    }
 }
 
 /// Every output up to `max_len` tokens (EOS-terminated, or cut at max_len), scored by `c`.
@@ -129,15 +140,27 @@ fn brute_force(s: &HashScorer, src: &[u32], c: &SearchConfig) -> Vec<Hypothesis>
 #[test]
 fn wide_beam_returns_the_exhaustive_n_best() {
     let s = HashScorer::new(5);
-    for penalty in [LengthPenalty::None, LengthPenalty::Average, LengthPenalty::Gnmt] {
+    for penalty in [
+        LengthPenalty::None,
+        LengthPenalty::Average,
+        LengthPenalty::Gnmt,
+    ] {
         for (alpha, min_len) in [(1.0, 0), (0.6, 0), (1.0, 2)] {
             for src in [vec![7u32, 8], vec![3], vec![4, 4]] {
-                let c = SearchConfig { n_best: 6, length_penalty: penalty, min_len, ..cfg(700, alpha) };
+                let c = SearchConfig {
+                    n_best: 6,
+                    length_penalty: penalty,
+                    min_len,
+                    ..cfg(700, alpha)
+                };
                 let want = brute_force(&s, &src, &c);
                 let got = &beam_search(&s, &[&src], &c, BOS, EOS).unwrap()[0];
                 assert_eq!(got.len(), 6, "{penalty:?}: n-best list incomplete");
                 for (g, w) in got.iter().zip(&want) {
-                    assert_eq!(g.tokens, w.tokens, "{penalty:?} alpha {alpha} min {min_len} src {src:?}");
+                    assert_eq!(
+                        g.tokens, w.tokens,
+                        "{penalty:?} alpha {alpha} min {min_len} src {src:?}"
+                    );
                     assert!((g.score - w.score).abs() < 1e-5);
                 }
                 if min_len > 0 {
@@ -152,7 +175,10 @@ fn wide_beam_returns_the_exhaustive_n_best() {
 fn n_best_is_ordered_with_true_scores() {
     let s = HashScorer::new(6);
     let src = vec![5u32, 9, 11];
-    let c = SearchConfig { n_best: 4, ..cfg(4, 1.0) };
+    let c = SearchConfig {
+        n_best: 4,
+        ..cfg(4, 1.0)
+    };
     let got = beam_search(&s, &[&src], &c, BOS, EOS).unwrap();
     let list = &got[0];
     assert_eq!(list.len(), 4);
@@ -271,7 +297,10 @@ fn ensemble_averages_log_probabilities() {
     use nmt::search::ensemble::Ensemble;
     let a = HashScorer::new(6);
     let src = vec![4u32, 5];
-    let c = SearchConfig { n_best: 3, ..cfg(3, 1.0) };
+    let c = SearchConfig {
+        n_best: 3,
+        ..cfg(3, 1.0)
+    };
     let single = beam_search(&a, &[&src], &c, BOS, EOS).unwrap();
     let twice = Ensemble::new(vec![HashScorer::new(6), HashScorer::new(6)]).unwrap();
     assert_eq!(beam_search(&twice, &[&src], &c, BOS, EOS).unwrap(), single);

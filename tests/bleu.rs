@@ -80,9 +80,23 @@ fn chrf_matches_sacrebleu() {
     assert!((c.score - 75.03782688528996).abs() < 1e-9, "{}", c.score);
     assert_eq!(c.format(), "chrF2 = 75.04");
     let one = Chrf::corpus(&lines("hyp.txt")[..1], &lines("ref.txt")[..1]);
-    assert!((one.score - 53.04961308696644).abs() < 1e-9, "{}", one.score);
-    let uni = Chrf::corpus(&s(&["Ein Kind – „lacht“ 東京"]), &s(&["Ein Kind „lacht“ – 東京!"]));
-    assert!((uni.score - 60.827155289162924).abs() < 1e-9, "{}", uni.score);
+    assert!(
+        (one.score - 53.04961308696644).abs() < 1e-9,
+        "{}",
+        one.score
+    );
+    let uni = Chrf::corpus(
+        &s(&["Ein Kind – „lacht“ 東京"]),
+        &s(&["Ein Kind „lacht“ – 東京!"]),
+    );
+    assert!(
+        (uni.score - 60.827155289162924).abs() < 1e-9,
+        "{}",
+        uni.score
+    );
     assert_eq!(Chrf::corpus(&s(&[""]), &s(&["A cat."])).score, 0.0);
-    assert_eq!(Chrf::corpus(&s(&["xyz qq"]), &s(&["A cat sleeps."])).score, 0.0);
+    assert_eq!(
+        Chrf::corpus(&s(&["xyz qq"]), &s(&["A cat sleeps."])).score,
+        0.0
+    );
 }

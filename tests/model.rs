@@ -87,7 +87,7 @@ fn padding_never_changes_state_loss_or_translation() {
     );
 
     // Translation.
-    let scorer = ModelScorer { model: &model };
+    let scorer = ModelScorer::new(&model);
     let search = SearchConfig {
         beam: 3,
         ..SearchConfig::default()
@@ -182,7 +182,7 @@ fn tiny_model_learns_the_toy_corpus() {
         beam: 1,
         ..SearchConfig::default()
     };
-    let t = Translator::new(loaded, search).unwrap();
+    let t = Translator::new(vec![("toy".into(), loaded)], search).unwrap();
     let src = nmt::data::corpus::read_lines(&toy("train.de")).unwrap();
     let tgt = nmt::data::corpus::read_lines(&toy("train.en")).unwrap();
     let hyps = t.translate(&src[..40]).unwrap();
@@ -232,20 +232,29 @@ fn save_then_load_translates_identically() {
         ..SearchConfig::default()
     };
     let before = Translator::new(
-        checkpoint::Loaded {
-            model,
-            src_tok,
-            tgt_tok,
-        },
+        vec![(
+            "in memory".into(),
+            checkpoint::Loaded {
+                model,
+                src_tok,
+                tgt_tok,
+            },
+        )],
         search.clone(),
     )
     .unwrap()
     .translate(&src_lines[..12])
     .unwrap();
-    let after = Translator::new(checkpoint::load(dir.path(), &Device::Cpu).unwrap(), search)
-        .unwrap()
-        .translate(&src_lines[..12])
-        .unwrap();
+    let after = Translator::new(
+        vec![(
+            "saved".into(),
+            checkpoint::load(dir.path(), &Device::Cpu).unwrap(),
+        )],
+        search,
+    )
+    .unwrap()
+    .translate(&src_lines[..12])
+    .unwrap();
     assert_eq!(before, after);
     assert!(before.iter().any(|l| !l.is_empty()));
 }

@@ -182,7 +182,9 @@ fn render(all: &[Vec<Translation>], format: OutputFormat, first_id: usize) -> Ve
         for (rank, h) in hyps.iter().enumerate() {
             out.push(match format {
                 OutputFormat::Plain => h.text.clone(),
-                OutputFormat::Tsv => format!("{}\t{}\t{:.4}\t{}", first_id + i, rank + 1, h.score, h.text),
+                OutputFormat::Tsv => {
+                    format!("{}\t{}\t{:.4}\t{}", first_id + i, rank + 1, h.score, h.text)
+                }
                 OutputFormat::Jsonl => serde_json::json!({
                     "id": first_id + i,
                     "rank": rank + 1,
@@ -256,7 +258,11 @@ fn eval_files(a: &EvalArgs) -> Result<(PathBuf, PathBuf)> {
         (_, Some(s), Some(r)) => Ok((s.clone(), r.clone())),
         (Some((m, s, t)), None, None) => {
             if !multi30k::SPLITS.contains(&a.split.as_str()) {
-                bail!("unknown split `{}`: use one of {}", a.split, multi30k::SPLITS.join(", "));
+                bail!(
+                    "unknown split `{}`: use one of {}",
+                    a.split,
+                    multi30k::SPLITS.join(", ")
+                );
             }
             Ok((m.file(&a.split, &s), m.file(&a.split, &t)))
         }
@@ -277,7 +283,11 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
         let (src, refs) = read_parallel(&src_file, &ref_file)?;
         let t = translator(&a.model, &a.search, 1)?;
         let started = Instant::now();
-        let best: Vec<Translation> = t.translate_nbest(&src)?.into_iter().map(|mut h| h.swap_remove(0)).collect();
+        let best: Vec<Translation> = t
+            .translate_nbest(&src)?
+            .into_iter()
+            .map(|mut h| h.swap_remove(0))
+            .collect();
         let secs = started.elapsed().as_secs_f64().max(1e-9);
         let out_tokens: usize = best.iter().map(|h| h.tokens).sum();
         let hyps: Vec<String> = best.into_iter().map(|h| h.text).collect();
@@ -288,12 +298,22 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
         }
         for i in 0..a.show.min(src.len()) {
             if !a.json {
-                println!("source:      {}\ntranslation: {}\nreference:   {}\n", src[i], hyps[i], refs[i]);
+                println!(
+                    "source:      {}\ntranslation: {}\nreference:   {}\n",
+                    src[i], hyps[i], refs[i]
+                );
             }
         }
         report.insert("perplexity".into(), perplexity(nll, tokens).into());
         report.insert("perplexity_tokens".into(), tokens.into());
-        report.insert("models".into(), a.model.iter().map(|m| m.display().to_string()).collect::<Vec<_>>().into());
+        report.insert(
+            "models".into(),
+            a.model
+                .iter()
+                .map(|m| m.display().to_string())
+                .collect::<Vec<_>>()
+                .into(),
+        );
         report.insert("beam".into(), a.search.beam.into());
         report.insert("sentences_per_sec".into(), (src.len() as f64 / secs).into());
         report.insert("tokens_per_sec".into(), (out_tokens as f64 / secs).into());
@@ -320,7 +340,11 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
             "perplexity = {:.2} ({} target tokens, teacher-forced{})",
             p.as_f64().unwrap_or(f64::NAN),
             report["perplexity_tokens"],
-            if a.model.len() > 1 { ", first model" } else { "" }
+            if a.model.len() > 1 {
+                ", first model"
+            } else {
+                ""
+            }
         );
         println!(
             "decoded {} sentences: {:.1} sentences/s, {:.0} tokens/s (beam {})",
@@ -353,10 +377,23 @@ fn cmd_score(a: ScoreArgs) -> Result<()> {
     let (mut total, mut tokens) = (0f64, 0usize);
     for (i, (v, e)) in nll.iter().zip(&examples).enumerate() {
         let n = e.tgt.len() + 1;
-        writeln!(stdout, "{}\t{:.4}\t{}\t{:.4}", i + 1, -v, n, perplexity(*v, n))?;
+        writeln!(
+            stdout,
+            "{}\t{:.4}\t{}\t{:.4}",
+            i + 1,
+            -v,
+            n,
+            perplexity(*v, n)
+        )?;
         total += v;
         tokens += n;
     }
-    writeln!(stdout, "total\t{:.4}\t{}\t{:.4}", -total, tokens, perplexity(total, tokens))?;
+    writeln!(
+        stdout,
+        "total\t{:.4}\t{}\t{:.4}",
+        -total,
+        tokens,
+        perplexity(total, tokens)
+    )?;
     Ok(())
 }

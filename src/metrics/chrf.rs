@@ -18,7 +18,8 @@ pub struct Chrf {
 
 impl Chrf {
     /// sacrebleu's signature for these settings.
-    pub const SIGNATURE: &'static str = "nrefs:1|case:mixed|eff:yes|nc:6|nw:0|space:no|version:2.6.0";
+    pub const SIGNATURE: &'static str =
+        "nrefs:1|case:mixed|eff:yes|nc:6|nw:0|space:no|version:2.6.0";
 
     /// Corpus chrF of `hyps` against one reference each (equal counts required).
     pub fn corpus(hyps: &[String], refs: &[String]) -> Chrf {

@@ -48,7 +48,10 @@ pub fn beam_search<S: Scorer>(
     let vocab = scorer.vocab_size();
     let k = cfg.beam.max(1);
     let n_best = cfg.n_best.clamp(1, k);
-    let max_len: Vec<usize> = sources.iter().map(|s| cfg.max_output_len(s.len())).collect();
+    let max_len: Vec<usize> = sources
+        .iter()
+        .map(|s| cfg.max_output_len(s.len()))
+        .collect();
     let mut finished: Vec<Vec<Hypothesis>> = vec![Vec::new(); n];
     if n == 0 {
         return Ok(finished);
@@ -66,7 +69,10 @@ pub fn beam_search<S: Scorer>(
         len += 1;
         // EOS at step `len` would end an output of len - 1 tokens.
         let banned = (len - 1 < cfg.min_len).then_some(eos);
-        let prev: Vec<u32> = open.iter().map(|h| *h.tokens.last().unwrap_or(&bos)).collect();
+        let prev: Vec<u32> = open
+            .iter()
+            .map(|h| *h.tokens.last().unwrap_or(&bos))
+            .collect();
         let (log_probs, stepped) = scorer.step(&state, &prev)?;
         let mut next_open = Vec::new();
         let mut rows = Vec::new();
@@ -100,11 +106,20 @@ pub fn beam_search<S: Scorer>(
                     });
                 } else {
                     tokens.push(v);
-                    kept.push((r, Open { sentence: s, tokens, log_prob: sc }));
+                    kept.push((
+                        r,
+                        Open {
+                            sentence: s,
+                            tokens,
+                            log_prob: sc,
+                        },
+                    ));
                 }
             }
             finished[s].sort_by(|a, b| b.score.total_cmp(&a.score));
-            let nth_done = finished[s].get(n_best - 1).map_or(f32::NEG_INFINITY, |h| h.score);
+            let nth_done = finished[s]
+                .get(n_best - 1)
+                .map_or(f32::NEG_INFINITY, |h| h.score);
             let best_open = kept
                 .iter()
                 .map(|(_, h)| cfg.normalise(h.log_prob, max_len[s]))

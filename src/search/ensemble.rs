@@ -16,7 +16,11 @@ impl<S: Scorer> Ensemble<S> {
             return Err(Error::Config("an ensemble needs at least one model".into()));
         };
         let v = first.vocab_size();
-        if let Some((i, m)) = members.iter().enumerate().find(|(_, m)| m.vocab_size() != v) {
+        if let Some((i, m)) = members
+            .iter()
+            .enumerate()
+            .find(|(_, m)| m.vocab_size() != v)
+        {
             return Err(Error::Config(format!(
                 "ensemble member {} has a target vocabulary of {} entries but member 1 has {v}: ensembled models must share one target vocabulary",
                 i + 1,
