@@ -88,6 +88,32 @@ pub enum OptimizerKind {
     Adam,
 }
 
+/// How the learning rate moves during training.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Schedule {
+    /// Sutskever et al.: constant for 5 epochs, then halved every half epoch.
+    Paper,
+    /// Constant.
+    Constant,
+    /// Halved whenever validation perplexity has not improved for `plateau_patience` checks.
+    Plateau,
+    /// Linear warm-up over `warmup_steps`, then proportional to 1/sqrt(step).
+    InverseSqrt,
+    /// Linear warm-up over `warmup_steps`, then linear decay to zero at the last step.
+    Linear,
+}
+
+/// The validation metric that picks the best checkpoint and drives early stopping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Metric {
+    /// Teacher-forced validation perplexity (lower is better).
+    Ppl,
+    /// BLEU of validation translations (higher is better; needs --valid-bleu).
+    Bleu,
+}
+
 /// Settings of one training run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
@@ -98,11 +124,33 @@ pub struct TrainConfig {
     pub batch_tokens: usize,
     pub optimizer: OptimizerKind,
     pub lr: f64,
+    pub schedule: Schedule,
+    pub warmup_steps: usize,
+    pub plateau_patience: usize,
     /// Clip the global gradient norm to this value.
     pub clip_norm: f64,
     pub seed: u64,
     /// Pairs with more subword tokens than this on either side are skipped.
     pub max_len: usize,
+    /// Dropout on embeddings, between LSTM layers and on decoder outputs.
+    pub dropout: f32,
+    pub label_smoothing: f64,
+    /// Validate every N updates (0: only at epoch ends).
+    pub valid_every: usize,
+    /// Also translate the validation set (greedy, or beam `valid_beam`) and report BLEU.
+    pub valid_bleu: bool,
+    pub valid_beam: usize,
+    /// Save a checkpoint every N updates (0: only at epoch ends).
+    pub save_every: usize,
+    /// Step checkpoints to keep (the best one is kept as well).
+    pub keep_last: usize,
+    /// Stop after this many validations without improvement (0: never).
+    pub patience: usize,
+    pub metric: Metric,
+    /// Stop after this many non-finite updates in a row.
+    pub max_bad_steps: usize,
+    /// Write a metrics line every N updates.
+    pub log_every: usize,
 }
 
 impl Default for TrainConfig {
@@ -113,9 +161,23 @@ impl Default for TrainConfig {
             batch_tokens: 2560,
             optimizer: OptimizerKind::Sgd,
             lr: 0.7,
+            schedule: Schedule::Paper,
+            warmup_steps: 4000,
+            plateau_patience: 1,
             clip_norm: 5.0,
             seed: 1234,
             max_len: 80,
+            dropout: 0.0,
+            label_smoothing: 0.0,
+            valid_every: 0,
+            valid_bleu: false,
+            valid_beam: 1,
+            save_every: 0,
+            keep_last: 3,
+            patience: 0,
+            metric: Metric::Ppl,
+            max_bad_steps: 10,
+            log_every: 50,
         }
     }
 }
@@ -149,6 +211,41 @@ impl TrainConfig {
                 self.max_len,
                 2 * (self.max_len + 1)
             )));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(Error::Config(format!(
+                "dropout must be in [0, 1), got {}",
+                self.dropout
+            )));
+        }
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            return Err(Error::Config(format!(
+                "label_smoothing must be in [0, 1), got {}",
+                self.label_smoothing
+            )));
+        }
+        if self.metric == Metric::Bleu && !self.valid_bleu {
+            return Err(Error::Config(
+                "metric bleu needs --valid-bleu (validation translations)".into(),
+            ));
+        }
+        for (name, v) in [
+            ("keep_last", self.keep_last),
+            ("max_bad_steps", self.max_bad_steps),
+            ("log_every", self.log_every),
+            ("valid_beam", self.valid_beam),
+            ("plateau_patience", self.plateau_patience),
+        ] {
+            if v == 0 {
+                return Err(Error::Config(format!("{name} must be at least 1")));
+            }
+        }
+        if matches!(self.schedule, Schedule::InverseSqrt | Schedule::Linear)
+            && self.warmup_steps == 0
+        {
+            return Err(Error::Config(
+                "warmup_steps must be at least 1 for this schedule".into(),
+            ));
         }
         Ok(())
     }

@@ -1,11 +1,13 @@
 //! SGD and Adam over the model's `Var`s, with global gradient-norm clipping. The project owns
 //! these: Candle's AdamW keeps its moments private and candle-nn has no clipping.
 
+use std::collections::HashMap;
+
 use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
 
 use crate::config::OptimizerKind;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// Adam's running moments, one pair per variable.
 struct AdamMoments {
@@ -17,6 +19,7 @@ struct AdamMoments {
 /// Updates a fixed list of variables.
 pub struct Optimizer {
     kind: OptimizerKind,
+    names: Vec<String>,
     vars: Vec<Var>,
     clip_norm: f64,
     adam: Option<AdamMoments>,
@@ -32,7 +35,9 @@ pub struct StepReport {
 }
 
 impl Optimizer {
-    pub fn new(kind: OptimizerKind, vars: Vec<Var>, clip_norm: f64) -> Result<Self> {
+    /// `vars`: the named variables to update.
+    pub fn new(kind: OptimizerKind, vars: Vec<(String, Var)>, clip_norm: f64) -> Result<Self> {
+        let (names, vars): (Vec<String>, Vec<Var>) = vars.into_iter().unzip();
         let adam = match kind {
             OptimizerKind::Sgd => None,
             OptimizerKind::Adam => {
@@ -49,10 +54,45 @@ impl Optimizer {
         };
         Ok(Optimizer {
             kind,
+            names,
             vars,
             clip_norm,
             adam,
         })
+    }
+
+    /// Adam's moments as named tensors (`m.NAME`, `v.NAME`) and its step count (`t`, as a
+    /// one-element tensor); empty for SGD.
+    pub fn state_tensors(&self) -> Result<HashMap<String, Tensor>> {
+        let mut out = HashMap::new();
+        if let Some(st) = &self.adam {
+            for (i, name) in self.names.iter().enumerate() {
+                out.insert(format!("m.{name}"), st.m[i].clone());
+                out.insert(format!("v.{name}"), st.v[i].clone());
+            }
+            let dev = self.vars[0].device();
+            out.insert("t".into(), Tensor::new(&[st.t as f32], dev)?);
+        }
+        Ok(out)
+    }
+
+    /// Restores what `state_tensors` saved.
+    pub fn load_state(&mut self, tensors: &HashMap<String, Tensor>) -> Result<()> {
+        let Some(st) = self.adam.as_mut() else {
+            return Ok(());
+        };
+        let get = |key: &str| {
+            tensors
+                .get(key)
+                .cloned()
+                .ok_or_else(|| Error::Training(format!("the checkpoint's optimizer state lacks `{key}` (was it trained with another optimizer?)")))
+        };
+        for (i, name) in self.names.iter().enumerate() {
+            st.m[i] = get(&format!("m.{name}"))?;
+            st.v[i] = get(&format!("v.{name}"))?;
+        }
+        st.t = get("t")?.to_vec1::<f32>()?[0] as i32;
+        Ok(())
     }
 
     /// Clips the gradients to `clip_norm` (global L2 norm) and applies one update at `lr`.

@@ -23,6 +23,16 @@ impl Rng {
         }
     }
 
+    /// The whole state, to save in a checkpoint.
+    pub fn state(&self) -> [u64; 4] {
+        self.s
+    }
+
+    /// A generator that continues exactly where `state` was taken.
+    pub fn from_state(state: [u64; 4]) -> Self {
+        Rng { s: state }
+    }
+
     pub fn next_u64(&mut self) -> u64 {
         let s = &mut self.s;
         let result = s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);

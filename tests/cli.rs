@@ -183,7 +183,10 @@ fn train_translate_eval_end_to_end() {
     // A second train into the same folder is refused; the model stays.
     let before = std::fs::read(run.join("model.safetensors")).unwrap();
     let o = train_toy(&run, &["--max-steps", "1"]);
-    assert_clean_failure(&o, &["already holds a trained model", "--overwrite"]);
+    assert_clean_failure(
+        &o,
+        &["already holds a training run", "--resume", "--overwrite"],
+    );
     assert_eq!(
         before,
         std::fs::read(run.join("model.safetensors")).unwrap()

@@ -4,11 +4,12 @@
 mod common;
 
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
 
 use candle_core::{Device, Tensor};
 use common::{small_cfg, toy, trainable_model};
 use nmt::checkpoint;
-use nmt::config::{ModelConfig, OptimizerKind, SearchConfig, TrainConfig};
+use nmt::config::{ModelConfig, OptimizerKind, Schedule, SearchConfig, TrainConfig};
 use nmt::data::batch::{encode_sources, Batch, Example};
 use nmt::inference::Translator;
 use nmt::model::params;
@@ -150,6 +151,7 @@ fn toy_spec(out: &Path, epochs: usize, max_steps: usize) -> TrainSpec {
             batch_tokens: 160,
             optimizer: OptimizerKind::Adam,
             lr: 0.005,
+            schedule: Schedule::Constant,
             seed: 9,
             max_len: 40,
             ..TrainConfig::default()
@@ -157,7 +159,10 @@ fn toy_spec(out: &Path, epochs: usize, max_steps: usize) -> TrainSpec {
         vocab_size: 400,
         tokenizer: None,
         overwrite: false,
+        resume: false,
         progress: false,
+        log_json: false,
+        config_toml: String::new(),
     }
 }
 
@@ -165,7 +170,12 @@ fn toy_spec(out: &Path, epochs: usize, max_steps: usize) -> TrainSpec {
 fn tiny_model_learns_the_toy_corpus() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    let summary = train::run(&toy_spec(&out, 40, 0), &Device::Cpu).unwrap();
+    let summary = train::run(
+        &toy_spec(&out, 40, 0),
+        &Device::Cpu,
+        &AtomicBool::new(false),
+    )
+    .unwrap();
     // From perplexity ~400 at the start to near 1: the grammar is deterministic.
     assert!(
         summary.last_loss < 0.05,
@@ -200,8 +210,8 @@ fn same_seed_and_data_give_identical_runs() {
     let read = |p: &Path| std::fs::read(p.join(checkpoint::WEIGHTS_FILE)).unwrap();
     let a = dir.path().join("a");
     let b = dir.path().join("b");
-    train::run(&toy_spec(&a, 1, 6), &Device::Cpu).unwrap();
-    train::run(&toy_spec(&b, 1, 6), &Device::Cpu).unwrap();
+    train::run(&toy_spec(&a, 1, 6), &Device::Cpu, &AtomicBool::new(false)).unwrap();
+    train::run(&toy_spec(&b, 1, 6), &Device::Cpu, &AtomicBool::new(false)).unwrap();
     assert!(
         read(&a) == read(&b),
         "two runs with one seed wrote different weights"

@@ -5,21 +5,25 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
+use std::ffi::OsString;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use anyhow::{bail, Context, Result};
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 use nmt::checkpoint;
 use nmt::cli::{
-    Cli, Command, CorpusArgs, CorpusCommand, EvalArgs, OutputFormat, ScoreArgs, SearchArgs,
-    TrainArgs, TranslateArgs,
+    Cli, Command, CorpusArgs, CorpusCommand, EvalArgs, LogFormat, OutputFormat, ScoreArgs,
+    SearchArgs, TrainArgs, TranslateArgs,
 };
-use nmt::config::{ModelConfig, OptimizerKind, SearchConfig, TrainConfig};
+use nmt::config::{ModelConfig, OptimizerKind, Schedule, SearchConfig, TrainConfig};
 use nmt::data::corpus::{read_lines, read_parallel};
 use nmt::data::multi30k::{self, Multi30k};
 use nmt::device;
 use nmt::inference::{sentence_nll, teacher_forced_nll, Translation, Translator};
 use nmt::metrics::{perplexity, Bleu, Chrf};
-use nmt::train::{self, encode_pairs, TrainSpec};
+use nmt::train::{self, encode_pairs, StopReason, TrainSpec};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -28,7 +32,14 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const CORPUS_CACHE: &str = "corpora/multi30k";
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args = match expand_train_config(std::env::args_os().collect()) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let cli = Cli::parse_from(args);
     let result = match cli.command {
         Command::Train(a) => cmd_train(a),
         Command::Translate(a) => cmd_translate(a),
@@ -72,7 +83,103 @@ fn cmd_fetch(name: &str, dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// `nmt train` options from TOML, as command-line flags placed before the user's own (which
+/// therefore win): first the resumed run's saved options, then `--config FILE`.
+fn expand_train_config(mut args: Vec<OsString>) -> Result<Vec<OsString>> {
+    if args.get(1).and_then(|a| a.to_str()) != Some("train") {
+        return Ok(args);
+    }
+    let value_of = |flag: &str| -> Option<PathBuf> {
+        let mut it = args.iter().skip(2).filter_map(|a| a.to_str());
+        while let Some(a) = it.next() {
+            if a == flag {
+                return it.next().map(PathBuf::from);
+            }
+            if let Some(v) = a.strip_prefix(&format!("{flag}=")) {
+                return Some(PathBuf::from(v));
+            }
+        }
+        None
+    };
+    let mut files = Vec::new();
+    if args.iter().any(|a| a == "--resume") {
+        if let Some(out) = value_of("--out") {
+            let saved = out.join("train_config.toml");
+            if saved.is_file() {
+                files.push(saved);
+            }
+        }
+    }
+    files.extend(value_of("--config"));
+    let mut injected = Vec::new();
+    for file in files {
+        injected.extend(toml_to_flags(&file)?);
+    }
+    args.splice(2..2, injected);
+    Ok(args)
+}
+
+/// The flags a TOML options file stands for, checked against `nmt train`'s own flags.
+fn toml_to_flags(file: &Path) -> Result<Vec<OsString>> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read config file {}", file.display()))?;
+    let table: toml::Table =
+        toml::from_str(&text).with_context(|| format!("{} is not valid TOML", file.display()))?;
+    let cmd = Cli::command();
+    let train = cmd.find_subcommand("train").context("train subcommand")?;
+    let known: Vec<String> = train
+        .get_arguments()
+        .filter_map(|a| a.get_long().map(str::to_string))
+        .collect();
+    let mut flags = Vec::new();
+    for (key, value) in table {
+        let flag = key.replace('_', "-");
+        if !known.contains(&flag)
+            || ["config", "print-config", "resume", "overwrite"].contains(&flag.as_str())
+        {
+            bail!(
+                "{}: unknown option `{key}`; `nmt train --print-config` lists the options",
+                file.display()
+            );
+        }
+        let text = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            toml::Value::Boolean(true) => {
+                flags.push(OsString::from(format!("--{flag}")));
+                continue;
+            }
+            toml::Value::Boolean(false) => continue,
+            other => bail!(
+                "{}: option `{key}` must be a string, number or boolean, not {}",
+                file.display(),
+                other.type_str()
+            ),
+        };
+        flags.push(OsString::from(format!("--{flag}")));
+        flags.push(OsString::from(text));
+    }
+    Ok(flags)
+}
+
 fn cmd_train(a: TrainArgs) -> Result<()> {
+    if a.print_config {
+        println!(
+            "# nmt train options with their defaults. Also: src_file, tgt_file, valid_src_file,"
+        );
+        println!(
+            "# valid_tgt_file, corpus, out, tokenizer, lr (0.7 sgd / 0.002 adam) and schedule"
+        );
+        println!(
+            "# (paper for sgd, constant for adam). Flags on the command line override this file."
+        );
+        print!("{}", toml::to_string(&a).context("printing the options")?);
+        return Ok(());
+    }
+    let Some(out) = a.out.clone() else {
+        bail!("give --out DIR, the run folder");
+    };
     device::set_threads(a.threads);
     let dev = device::pick(&a.device)?;
     let known = known_corpus(&a.corpus)?;
@@ -83,20 +190,27 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
             m.file("train", t),
             Some((m.file("val", s), m.file("val", t))),
         ),
-        _ => bail!("give --src-file and --tgt-file, or --corpus multi30k"),
+        _ => bail!("give --src-file and --tgt-file, or --corpus multi30k (or --resume a run)"),
     };
-    if let (Some(s), Some(t)) = (&a.valid_src_file, &a.valid_tgt_file) {
-        valid = Some((s.clone(), t.clone()));
+    match (&a.valid_src_file, &a.valid_tgt_file) {
+        (Some(s), Some(t)) => valid = Some((s.clone(), t.clone())),
+        (None, None) => {}
+        _ => bail!("give both --valid-src-file and --valid-tgt-file, or neither"),
     }
     let lr = a.lr.unwrap_or(match a.optimizer {
         OptimizerKind::Sgd => 0.7,
         OptimizerKind::Adam => 0.002,
     });
+    let schedule = a.schedule.unwrap_or(match a.optimizer {
+        OptimizerKind::Sgd => Schedule::Paper,
+        OptimizerKind::Adam => Schedule::Constant,
+    });
+    let interactive = std::io::stderr().is_terminal();
     let spec = TrainSpec {
         src_file,
         tgt_file,
         valid,
-        out: a.out.clone(),
+        out: out.clone(),
         model: ModelConfig {
             layers: a.layers,
             hidden: a.hidden,
@@ -111,20 +225,53 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
             batch_tokens: a.batch_tokens,
             optimizer: a.optimizer,
             lr,
+            schedule,
+            warmup_steps: a.warmup_steps,
+            plateau_patience: a.plateau_patience,
             clip_norm: a.clip_norm,
             seed: a.seed,
             max_len: a.max_len,
+            dropout: a.dropout,
+            label_smoothing: a.label_smoothing,
+            valid_every: a.valid_every,
+            valid_bleu: a.valid_bleu,
+            valid_beam: a.valid_beam,
+            save_every: a.save_every,
+            keep_last: a.keep_last,
+            patience: a.patience,
+            metric: a.metric,
+            max_bad_steps: a.max_bad_steps,
+            log_every: a.log_every,
         },
         vocab_size: a.vocab_size,
         tokenizer: a.tokenizer.clone(),
         overwrite: a.overwrite,
-        progress: !a.quiet && std::io::stderr().is_terminal(),
+        resume: a.resume,
+        progress: !a.quiet && a.log_format == LogFormat::Text && interactive,
+        log_json: a.log_format == LogFormat::Json,
+        config_toml: toml::to_string(&a).context("writing the effective options")?,
     };
     spec.model.validate()?;
+    let interrupt = Arc::new(AtomicBool::new(false));
+    let flag = interrupt.clone();
+    // First Ctrl-C: stop at the next update with a checkpoint; a second one kills at once.
+    let _ = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\nnmt: interrupted; saving a checkpoint at the end of this update (Ctrl-C again to quit now)");
+    });
     let started = Instant::now();
-    let s = train::run(&spec, &dev)?;
-    println!(
-        "trained {} steps ({} epochs) on {} pairs ({} skipped) in {:.0} s: {:.0} target tokens/s, last loss {:.3}{}",
+    let s = train::run(&spec, &dev, &interrupt)?;
+    let say = |line: String| {
+        if a.log_format == LogFormat::Text {
+            println!("{line}");
+        } else {
+            eprintln!("{line}");
+        }
+    };
+    say(format!(
+        "trained {} steps ({} epochs) on {} pairs ({} skipped) in {:.0} s: {:.0} target tokens/s, last loss {:.3}{}{}",
         s.steps,
         s.epochs_done,
         s.train_pairs,
@@ -132,9 +279,25 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
         started.elapsed().as_secs_f64(),
         s.tokens_per_sec,
         s.last_loss,
-        s.valid_ppl.map(|p| format!(", validation perplexity {p:.2}")).unwrap_or_default()
-    );
-    println!("model saved in {}", a.out.display());
+        s.valid_ppl.map(|p| format!(", validation perplexity {p:.2}")).unwrap_or_default(),
+        if s.skipped_updates > 0 { format!(", {} updates skipped (non-finite)", s.skipped_updates) } else { String::new() }
+    ));
+    match s.reason {
+        StopReason::Interrupted => {
+            say(format!(
+                "interrupted: checkpoint saved in {}; continue with `nmt train --out {} --resume`",
+                out.display(),
+                out.display()
+            ));
+            std::process::exit(130);
+        }
+        StopReason::EarlyStopped => say(format!(
+            "stopped early: no better validation {:?} for {} validations",
+            a.metric, a.patience
+        )),
+        StopReason::MaxSteps | StopReason::Completed => {}
+    }
+    say(format!("model saved in {}", out.display()));
     Ok(())
 }
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor, D};
 
+use super::dropout::Dropout;
 use super::lstm_op::LstmLayerOp;
 use crate::error::Result;
 
@@ -193,12 +194,14 @@ pub struct StackedLstm {
 
 impl StackedLstm {
     /// `x (T, B, I)` from `state` -> top layer's `h (T, B, H)` and every layer's final state.
+    /// With `dropout`, each layer's output is dropped out before the next layer reads it.
     pub fn forward(
         &self,
         x: &Tensor,
         state: &LstmState,
         mask: Option<&StepMask>,
         path: LstmPath,
+        mut dropout: Option<&mut Dropout>,
     ) -> Result<(Tensor, LstmState)> {
         let t = x.dim(0)?;
         let mut input = x.clone();
@@ -207,6 +210,11 @@ impl StackedLstm {
             c: Vec::with_capacity(self.layers.len()),
         };
         for (k, layer) in self.layers.iter().enumerate() {
+            if k > 0 {
+                if let Some(d) = dropout.as_deref_mut() {
+                    input = d.apply(&input)?;
+                }
+            }
             let (hs, cs) = layer.forward(&input, &state.h[k], &state.c[k], mask, path)?;
             last.h.push(hs.get(t - 1)?);
             last.c.push(cs.get(t - 1)?);

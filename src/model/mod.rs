@@ -2,6 +2,7 @@
 //! (reversed) source; its final (h, c) of layer k starts decoder layer k; N-layer LSTM over
 //! the shifted target; a linear projection to the target vocabulary.
 
+pub mod dropout;
 pub mod kernels;
 pub mod lstm;
 pub mod lstm_op;
@@ -15,7 +16,8 @@ use candle_core::{DType, Device, Tensor};
 use crate::config::ModelConfig;
 use crate::data::batch::Batch;
 use crate::error::{Error, Result};
-use crate::loss::{masked_nll, masked_nll_sum};
+use crate::loss::{masked_nll, smoothed_nll_sums};
+use dropout::Dropout;
 use lstm::{LstmLayer, LstmPath, LstmState, StackedLstm, StepMask};
 
 /// The whole network. Weights are shared `Tensor`s: when they come from training `Var`s,
@@ -139,10 +141,22 @@ impl Seq2Seq {
     /// Encodes `src (S, B)` (already in reading order, padding first; see `Batch`) and
     /// returns every encoder layer's final `(h, c)`, each `(B, H)`.
     pub fn encode(&self, src: &Tensor, mask: Option<&StepMask>) -> Result<LstmState> {
+        self.encode_with(src, mask, None)
+    }
+
+    fn encode_with(
+        &self,
+        src: &Tensor,
+        mask: Option<&StepMask>,
+        mut dropout: Option<&mut Dropout>,
+    ) -> Result<LstmState> {
         let (_, b) = src.dims2()?;
-        let x = Self::embed(&self.src_emb, src)?;
+        let mut x = Self::embed(&self.src_emb, src)?;
+        if let Some(d) = dropout.as_deref_mut() {
+            x = d.apply(&x)?;
+        }
         let zero = LstmState::zeros(self.cfg.layers, b, self.cfg.hidden, self.device())?;
-        let (_, last) = self.encoder.forward(&x, &zero, mask, self.path)?;
+        let (_, last) = self.encoder.forward(&x, &zero, mask, self.path, dropout)?;
         Ok(last)
     }
 
@@ -150,7 +164,7 @@ impl Seq2Seq {
     /// the state after the last step.
     pub fn decode(&self, tgt_in: &Tensor, state: &LstmState) -> Result<(Tensor, LstmState)> {
         let y = Self::embed(&self.tgt_emb, tgt_in)?;
-        self.decoder.forward(&y, state, None, self.path)
+        self.decoder.forward(&y, state, None, self.path, None)
     }
 
     /// Decoder outputs `(N, H)` -> logits `(N, V)`.
@@ -160,17 +174,28 @@ impl Seq2Seq {
             .broadcast_add(&self.proj_b)?)
     }
 
-    /// Top-layer decoder outputs under teacher forcing, as `(T * B, V)` logits.
-    fn teacher_logits(&self, batch: &Batch) -> Result<Tensor> {
-        let state = self.encode(&batch.src, batch.src_mask.as_ref())?;
-        let (top, _) = self.decode(&batch.tgt_in, &state)?;
+    /// Logits `(T * B, V)` of every target position under teacher forcing. With `dropout`:
+    /// on both embeddings, between LSTM layers, and on the decoder's top outputs.
+    fn teacher_logits(&self, batch: &Batch, mut dropout: Option<&mut Dropout>) -> Result<Tensor> {
+        let state =
+            self.encode_with(&batch.src, batch.src_mask.as_ref(), dropout.as_deref_mut())?;
+        let mut y = Self::embed(&self.tgt_emb, &batch.tgt_in)?;
+        if let Some(d) = dropout.as_deref_mut() {
+            y = d.apply(&y)?;
+        }
+        let (mut top, _) =
+            self.decoder
+                .forward(&y, &state, None, self.path, dropout.as_deref_mut())?;
+        if let Some(d) = dropout {
+            top = d.apply(&top)?;
+        }
         let (t, b, h) = top.dims3()?;
         self.project(&top.reshape((t * b, h))?)
     }
 
     /// Forced decoding: each sentence's summed target negative log-likelihood, `(B)`.
     pub fn sentence_nll(&self, batch: &Batch) -> Result<Tensor> {
-        let logits = self.teacher_logits(batch)?;
+        let logits = self.teacher_logits(batch, None)?;
         let (t, b) = batch.tgt_out.dims2()?;
         let nll = masked_nll(
             &logits,
@@ -183,12 +208,24 @@ impl Seq2Seq {
     /// Teacher forcing: the summed negative log-likelihood of the batch's target tokens
     /// (a scalar tensor; padding excluded) and the number of tokens it covers.
     pub fn forward_teacher(&self, batch: &Batch) -> Result<(Tensor, usize)> {
-        let logits = self.teacher_logits(batch)?;
-        let nll = masked_nll_sum(
+        let (_, nll) = self.forward_train(batch, None, 0.0)?;
+        Ok((nll, batch.tgt_tokens))
+    }
+
+    /// A training forward pass: (loss to minimise, plain NLL), both summed over the batch's
+    /// target tokens. The loss is label-smoothed by `smoothing`; `dropout` as in training.
+    pub fn forward_train(
+        &self,
+        batch: &Batch,
+        dropout: Option<&mut Dropout>,
+        smoothing: f64,
+    ) -> Result<(Tensor, Tensor)> {
+        let logits = self.teacher_logits(batch, dropout)?;
+        smoothed_nll_sums(
             &logits,
             &batch.tgt_out.flatten_all()?,
             &batch.tgt_mask.flatten_all()?,
-        )?;
-        Ok((nll, batch.tgt_tokens))
+            smoothing,
+        )
     }
 }

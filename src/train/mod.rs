@@ -1,0 +1,315 @@
+//! Training a model from parallel text: tokenizers, batches, teacher-forced updates with
+//! dropout and label smoothing, validation, checkpoints, exact resume and early stopping.
+
+pub mod log;
+pub mod schedule;
+pub mod state;
+mod trainer;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use candle_core::{Device, Tensor, Var};
+
+use crate::checkpoint;
+use crate::config::{ModelConfig, TrainConfig};
+use crate::data::batch::Example;
+use crate::data::corpus::read_parallel;
+use crate::error::{Error, Result};
+use crate::model::{params, Seq2Seq};
+use crate::optim::Optimizer;
+use crate::rng::Rng;
+use crate::tokenizer::SubwordTokenizer;
+use log::RunLog;
+use schedule::Validation;
+use state::TrainerState;
+
+/// Everything `nmt train` was asked to do.
+#[derive(Debug, Clone)]
+pub struct TrainSpec {
+    pub src_file: PathBuf,
+    pub tgt_file: PathBuf,
+    pub valid: Option<(PathBuf, PathBuf)>,
+    pub out: PathBuf,
+    /// Sizes and depth; the vocabulary sizes are filled in from the tokenizers.
+    pub model: ModelConfig,
+    pub train: TrainConfig,
+    /// Subword vocabulary size per side when tokenizers are trained here.
+    pub vocab_size: usize,
+    /// A tokenizer.json used for both sides instead of training tokenizers.
+    pub tokenizer: Option<PathBuf>,
+    /// Replace a run already in `out`.
+    pub overwrite: bool,
+    /// Continue the run in `out` from its last checkpoint.
+    pub resume: bool,
+    /// Draw a progress bar and print epoch lines on stderr.
+    pub progress: bool,
+    /// Print every metrics record as JSON on stdout.
+    pub log_json: bool,
+    /// The effective configuration, written to DIR/train_config.toml.
+    pub config_toml: String,
+}
+
+/// Why a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// All epochs done.
+    Completed,
+    /// `max_steps` reached.
+    MaxSteps,
+    /// `patience` validations without improvement.
+    EarlyStopped,
+    /// The interrupt flag (Ctrl-C) was raised; a checkpoint was saved.
+    Interrupted,
+}
+
+/// What a run reports.
+#[derive(Debug, Clone)]
+pub struct TrainSummary {
+    pub reason: StopReason,
+    pub steps: usize,
+    pub epochs_done: usize,
+    pub train_pairs: usize,
+    pub skipped_pairs: usize,
+    pub tokens_per_sec: f64,
+    pub last_loss: f64,
+    pub valid_ppl: Option<f64>,
+    pub best: Option<f64>,
+    pub skipped_updates: usize,
+}
+
+/// Subword ids of each pair; pairs with an empty side or longer than `max_len` are dropped.
+/// Returns the examples and how many pairs were dropped.
+pub fn encode_pairs(
+    src: &[String],
+    tgt: &[String],
+    src_tok: &SubwordTokenizer,
+    tgt_tok: &SubwordTokenizer,
+    max_len: usize,
+) -> Result<(Vec<Example>, usize)> {
+    let mut out = Vec::with_capacity(src.len());
+    let mut dropped = 0;
+    for (s, t) in src.iter().zip(tgt) {
+        let e = Example {
+            src: src_tok.encode(s.trim())?,
+            tgt: tgt_tok.encode(t.trim())?,
+        };
+        if e.src.is_empty() || e.tgt.is_empty() || e.src.len() > max_len || e.tgt.len() > max_len {
+            dropped += 1;
+        } else {
+            out.push(e);
+        }
+    }
+    Ok((out, dropped))
+}
+
+/// Files a run writes at the top of its folder.
+const RUN_FILES: [&str; 7] = [
+    checkpoint::CONFIG_FILE,
+    checkpoint::WEIGHTS_FILE,
+    checkpoint::SRC_TOKENIZER_FILE,
+    checkpoint::TGT_TOKENIZER_FILE,
+    "train_config.toml",
+    log::METRICS_FILE,
+    log::LOG_FILE,
+];
+
+/// Makes `out` ready for a new run: refuses to replace a run unless asked to, and with
+/// `overwrite` removes only what a run writes.
+fn prepare_new_run(out: &Path, overwrite: bool) -> Result<()> {
+    let holds_run = out.join(checkpoint::CONFIG_FILE).exists()
+        || out.join(checkpoint::WEIGHTS_FILE).exists()
+        || out.join(state::CHECKPOINTS_DIR).exists();
+    if holds_run && !overwrite {
+        return Err(Error::Config(format!(
+            "{} already holds a training run; pass --resume to continue it, --overwrite to replace it, or choose another --out",
+            out.display()
+        )));
+    }
+    if holds_run {
+        for f in RUN_FILES {
+            let p = out.join(f);
+            if p.exists() {
+                std::fs::remove_file(&p).map_err(|e| Error::write(&p, e))?;
+            }
+        }
+        let ck = out.join(state::CHECKPOINTS_DIR);
+        if ck.exists() {
+            std::fs::remove_dir_all(&ck).map_err(|e| Error::write(&ck, e))?;
+        }
+    }
+    std::fs::create_dir_all(out).map_err(|e| Error::write(out, e))
+}
+
+/// Named variables for `tensors`, in name order, and a model built on them.
+fn trainable(
+    cfg: &ModelConfig,
+    tensors: HashMap<String, Tensor>,
+) -> Result<(Seq2Seq, Vec<(String, Var)>)> {
+    let mut names: Vec<String> = tensors.keys().cloned().collect();
+    names.sort();
+    let mut vars = Vec::new();
+    let mut shared = HashMap::new();
+    for name in names {
+        let var = Var::from_tensor(&tensors[&name])?;
+        shared.insert(name.clone(), var.as_tensor().clone());
+        vars.push((name, var));
+    }
+    Ok((Seq2Seq::from_tensors(cfg, &shared)?, vars))
+}
+
+/// The pieces a run works with.
+struct Run<'a> {
+    spec: &'a TrainSpec,
+    cfg: ModelConfig,
+    device: &'a Device,
+    model: Seq2Seq,
+    optimizer: Optimizer,
+    state: TrainerState,
+    src_tok: SubwordTokenizer,
+    tgt_tok: SubwordTokenizer,
+    valid: Option<Vec<Example>>,
+    log: RunLog,
+    last_loss: f64,
+    last_valid_ppl: Option<f64>,
+}
+
+/// Trains as `spec` says and leaves the model in `spec.out`. `interrupt` is polled between
+/// updates: when it is set, a checkpoint is saved and the run returns `Interrupted`.
+pub fn run(spec: &TrainSpec, device: &Device, interrupt: &AtomicBool) -> Result<TrainSummary> {
+    spec.train.validate()?;
+    let tc = &spec.train;
+    let (src_lines, tgt_lines) = read_parallel(&spec.src_file, &spec.tgt_file)?;
+    let valid_lines = match &spec.valid {
+        Some((s, t)) => Some(read_parallel(s, t)?),
+        None => None,
+    };
+    let log = RunLog::new(&spec.out, spec.log_json, spec.progress);
+    let resume_from = if spec.resume {
+        let all = state::list(&spec.out)?;
+        let Some((_, last)) = all.last().cloned() else {
+            return Err(Error::Config(format!(
+                "--resume: {} holds no checkpoint to continue from; start a new run without --resume",
+                spec.out.display()
+            )));
+        };
+        Some(last)
+    } else {
+        prepare_new_run(&spec.out, spec.overwrite)?;
+        None
+    };
+    let (src_tok, tgt_tok) = if resume_from.is_some() {
+        let tok = |f: &str| SubwordTokenizer::from_file(&spec.out.join(f));
+        (
+            tok(checkpoint::SRC_TOKENIZER_FILE)?,
+            tok(checkpoint::TGT_TOKENIZER_FILE)?,
+        )
+    } else {
+        match &spec.tokenizer {
+            Some(path) => {
+                let tok = SubwordTokenizer::from_file(path)?;
+                (tok.clone(), tok)
+            }
+            None => (
+                SubwordTokenizer::train(src_lines.iter(), spec.vocab_size)?,
+                SubwordTokenizer::train(tgt_lines.iter(), spec.vocab_size)?,
+            ),
+        }
+    };
+    let cfg = ModelConfig {
+        src_vocab: src_tok.vocab_size(),
+        tgt_vocab: tgt_tok.vocab_size(),
+        ..spec.model.clone()
+    };
+    cfg.validate()?;
+    let (examples, skipped_pairs) =
+        encode_pairs(&src_lines, &tgt_lines, &src_tok, &tgt_tok, tc.max_len)?;
+    if examples.is_empty() {
+        return Err(Error::Corpus(format!(
+            "no usable sentence pair in {} / {}: every pair had an empty side or more than {} tokens",
+            spec.src_file.display(),
+            spec.tgt_file.display(),
+            tc.max_len
+        )));
+    }
+    let valid = match &valid_lines {
+        Some((s, t)) => Some(encode_pairs(s, t, &src_tok, &tgt_tok, usize::MAX)?.0),
+        None => None,
+    };
+    checkpoint::write_text_atomic(&spec.out.join("train_config.toml"), &spec.config_toml)?;
+
+    let (tensors, optim_tensors, state) = match &resume_from {
+        Some(path) => {
+            let ck = state::load(path, device)?;
+            params::check(&cfg, &ck.weights).map_err(|m| Error::checkpoint(path, m))?;
+            log.truncate_after(ck.state.step)?;
+            let step = ck.state.step;
+            log.text(&format!("resumed from {} (step {step})", path.display()))?;
+            (ck.weights, Some(ck.optimizer), ck.state)
+        }
+        None => {
+            checkpoint::save_tokenizers(&spec.out, &src_tok, &tgt_tok)?;
+            let st = TrainerState {
+                step: 0,
+                epoch: 0,
+                batch_in_epoch: 0,
+                epoch_rng: Rng::new(tc.seed ^ 0x5EED_DA7A).state(),
+                dropout_rng: Rng::new(tc.seed ^ 0x0D80_90A7).state(),
+                validation: Validation::default(),
+                bad_in_row: 0,
+                skipped_updates: 0,
+                target_tokens: 0,
+                train_secs: 0.0,
+            };
+            (params::init_uniform(&cfg, tc.seed, device)?, None, st)
+        }
+    };
+    let (model, vars) = trainable(&cfg, tensors)?;
+    let mut optimizer = Optimizer::new(tc.optimizer, vars, tc.clip_norm)?;
+    if let Some(o) = &optim_tensors {
+        optimizer.load_state(o)?;
+    }
+    if resume_from.is_none() {
+        checkpoint::save_model(&spec.out, &model)?;
+        log.text(&format!(
+            "model: {} layers, emb {}, hidden {}, vocab {}/{}, {} parameters; {} training pairs ({} skipped)",
+            cfg.layers,
+            cfg.emb,
+            cfg.hidden,
+            cfg.src_vocab,
+            cfg.tgt_vocab,
+            params::param_count(&cfg),
+            examples.len(),
+            skipped_pairs
+        ))?;
+    }
+    let mut run = Run {
+        spec,
+        cfg,
+        device,
+        model,
+        optimizer,
+        state,
+        src_tok,
+        tgt_tok,
+        valid,
+        log,
+        last_loss: f64::NAN,
+        last_valid_ppl: None,
+    };
+    let reason = run.train_loop(&examples, interrupt)?;
+    let st = &run.state;
+    Ok(TrainSummary {
+        reason,
+        steps: st.step,
+        epochs_done: st.epoch,
+        train_pairs: examples.len(),
+        skipped_pairs,
+        tokens_per_sec: st.target_tokens as f64 / st.train_secs.max(1e-9),
+        last_loss: run.last_loss,
+        valid_ppl: run.last_valid_ppl,
+        best: st.validation.best,
+        skipped_updates: st.skipped_updates,
+    })
+}
