@@ -43,6 +43,11 @@ pub enum Command {
         after_help = "Example:\n  nmt score --model checkpoints/de-en --src-file test.de --tgt-file test.en\n\nOne tab-separated line per sentence (line number, log-probability, target tokens with EOS,\nperplexity), then a line starting with `total` for the whole corpus."
     )]
     Score(ScoreArgs),
+    /// Draw a run's training loss, validation perplexity and BLEU against the update step.
+    #[command(
+        after_help = "Example:\n  nmt plot checkpoints/de-en                   # writes checkpoints/de-en/plot.svg\n  nmt plot checkpoints/de-en --out curves.png"
+    )]
+    Plot(PlotArgs),
     /// Manage corpora.
     #[command(subcommand)]
     Corpus(CorpusCommand),
@@ -353,4 +358,16 @@ pub struct ScoreArgs {
     /// cpu, cuda or metal.
     #[arg(long, default_value = "cpu")]
     pub device: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PlotArgs {
+    /// Run folder written by `nmt train` (it reads DIR/metrics.jsonl).
+    pub dir: PathBuf,
+    /// Picture to write, .svg or .png (default: DIR/plot.svg, replaced on each call).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Replace an existing --out file.
+    #[arg(long)]
+    pub overwrite: bool,
 }

@@ -20,6 +20,7 @@ pub mod loss;
 pub mod metrics;
 pub mod model;
 pub mod optim;
+pub mod plot;
 pub mod rng;
 pub mod search;
 pub mod tokenizer;

@@ -414,3 +414,62 @@ fn config_file_with_command_line_overrides() {
     assert!(!o.status.success() && text(&o.stderr).contains("already holds a training run"));
     assert_eq!(before, bytes(out.join("model.safetensors")));
 }
+
+#[test]
+fn plot_draws_svg_and_png_from_metrics() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    run_ok(
+        nmt()
+            .args(toy_args(&out))
+            .args(["--log-every", "5", "--valid-bleu"]),
+    );
+    let o = run_ok(nmt().args(["plot", out.to_str().unwrap()]));
+    assert!(text(&o.stdout).contains("plot.svg"));
+    let svg = std::fs::read_to_string(out.join("plot.svg")).unwrap();
+    assert!(
+        svg.contains("<svg") && svg.contains("validation BLEU") && svg.contains("training loss")
+    );
+    let png = tmp.path().join("curves.png");
+    run_ok(nmt().args([
+        "plot",
+        out.to_str().unwrap(),
+        "--out",
+        png.to_str().unwrap(),
+    ]));
+    assert_eq!(&bytes(png.clone())[..4], b"\x89PNG");
+    // Never replaces a file it was not asked to.
+    let o = nmt()
+        .args([
+            "plot",
+            out.to_str().unwrap(),
+            "--out",
+            png.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!o.status.success() && text(&o.stderr).contains("curves.png already exists"));
+    let o = nmt()
+        .args([
+            "plot",
+            out.to_str().unwrap(),
+            "--out",
+            tmp.path().join("x.jpg").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        text(&o.stderr).contains("must end in .svg or .png"),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = nmt()
+        .args(["plot", tmp.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        !o.status.success() && text(&o.stderr).contains("metrics.jsonl"),
+        "{}",
+        text(&o.stderr)
+    );
+}

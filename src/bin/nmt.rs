@@ -14,8 +14,8 @@ use clap::{CommandFactory, Parser};
 
 use nmt::checkpoint;
 use nmt::cli::{
-    Cli, Command, CorpusArgs, CorpusCommand, EvalArgs, LogFormat, OutputFormat, ScoreArgs,
-    SearchArgs, TrainArgs, TranslateArgs,
+    Cli, Command, CorpusArgs, CorpusCommand, EvalArgs, LogFormat, OutputFormat, PlotArgs,
+    ScoreArgs, SearchArgs, TrainArgs, TranslateArgs,
 };
 use nmt::config::{ModelConfig, OptimizerKind, Schedule, SearchConfig, TrainConfig};
 use nmt::data::corpus::{read_lines, read_parallel};
@@ -45,6 +45,7 @@ fn main() -> ExitCode {
         Command::Translate(a) => cmd_translate(a),
         Command::Eval(a) => cmd_eval(a),
         Command::Score(a) => cmd_score(a),
+        Command::Plot(a) => cmd_plot(a),
         Command::Corpus(CorpusCommand::Fetch { name, dir }) => cmd_fetch(&name, &dir),
     };
     match result {
@@ -558,5 +559,18 @@ fn cmd_score(a: ScoreArgs) -> Result<()> {
         tokens,
         perplexity(total, tokens)
     )?;
+    Ok(())
+}
+
+fn cmd_plot(a: PlotArgs) -> Result<()> {
+    let out = match &a.out {
+        Some(p) => {
+            check_output(p, a.overwrite, "--out")?;
+            p.clone()
+        }
+        None => a.dir.join("plot.svg"),
+    };
+    nmt::plot::plot_run(&a.dir, &out)?;
+    println!("wrote {}", out.display());
     Ok(())
 }
