@@ -118,10 +118,47 @@ fn must_exist(path: PathBuf) -> Result<PathBuf> {
     }
 }
 
+/// The `__metadata__` of a safetensors file, read from its header alone.
+pub fn weights_metadata(path: &Path) -> Result<HashMap<String, String>> {
+    use std::io::Read;
+    let bad = |msg: &str| Error::checkpoint(path, format!("cannot read the weights: {msg}"));
+    let mut f = std::fs::File::open(path).map_err(|e| Error::read(path, e))?;
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len)
+        .map_err(|_| bad("the file is too short for a safetensors header"))?;
+    let len = u64::from_le_bytes(len);
+    if len > 100 << 20 {
+        return Err(bad(
+            "the header size is implausible; this is not a safetensors file",
+        ));
+    }
+    let mut header = vec![0u8; len as usize];
+    f.read_exact(&mut header)
+        .map_err(|_| bad("the header is cut short"))?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&header).map_err(|_| bad("the header is not JSON"))?;
+    Ok(v["__metadata__"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
 /// Loads the model in `dir` onto `device`, checking every tensor's presence and shape.
 pub fn load(dir: &Path, device: &Device) -> Result<Loaded> {
     let cfg = load_config(dir)?;
     let weights = must_exist(dir.join(WEIGHTS_FILE))?;
+    if let Some(v) = weights_metadata(&weights)?.get("nmt_format_version") {
+        if v.parse::<u32>().ok() != Some(crate::config::FORMAT_VERSION) {
+            return Err(Error::checkpoint(
+                &weights,
+                format!("was written in nmt format version {v}; this nmt reads version {}: use the nmt release that wrote it", crate::config::FORMAT_VERSION),
+            ));
+        }
+    }
     let tensors = candle_core::safetensors::load(&weights, device)
         .map_err(|e| Error::checkpoint(&weights, format!("cannot read the weights: {e}")))?;
     params::check(&cfg, &tensors).map_err(|m| Error::checkpoint(&weights, m))?;

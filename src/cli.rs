@@ -11,7 +11,7 @@ use crate::config::{LengthPenalty, Metric, OptimizerKind, Schedule};
 #[derive(Debug, Parser)]
 #[command(
     name = "nmt",
-    version,
+    version = env!("NMT_VERSION_INFO"),
     about = "Train and run stacked-LSTM neural machine translation models (Sutskever et al. 2014).",
     after_help = "Example:\n  nmt train --corpus multi30k --pair de-en --out checkpoints/de-en --epochs 2\n  nmt translate --model checkpoints/de-en \"Ein Hund läuft im Schnee.\"\n  nmt eval --model checkpoints/de-en --corpus multi30k --pair de-en"
 )]
@@ -48,6 +48,19 @@ pub enum Command {
         after_help = "Example:\n  nmt plot checkpoints/de-en                   # writes checkpoints/de-en/plot.svg\n  nmt plot checkpoints/de-en --out curves.png"
     )]
     Plot(PlotArgs),
+    /// Describe a model: configuration, parameters, vocabularies, training and evaluations.
+    #[command(
+        after_help = "Examples:\n  nmt info checkpoints/de-en\n  nmt info org/name@main --offline"
+    )]
+    Info(InfoArgs),
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Example:\n  nmt completions bash > ~/.local/share/bash-completion/completions/nmt"
+    )]
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
     /// Manage corpora.
     #[command(subcommand)]
     Corpus(CorpusCommand),
@@ -146,10 +159,11 @@ pub struct TrainArgs {
     /// Subword vocabulary size of each side's BPE tokenizer.
     #[arg(long, default_value_t = 8000)]
     pub vocab_size: usize,
-    /// A tokenizer.json to use for both sides instead of training BPE.
+    /// A tokenizer.json (a file, or a Hub repo id org/name[@revision] holding one) to use for
+    /// both sides instead of training BPE.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub tokenizer: Option<PathBuf>,
+    pub tokenizer: Option<String>,
     /// Passes over the training data (0: until --max-steps).
     #[arg(long, default_value_t = 10)]
     pub epochs: usize,
@@ -261,6 +275,9 @@ pub struct SearchArgs {
     /// cpu, cuda or metal.
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Never use the network for Hub models (also HF_HUB_OFFLINE=1).
+    #[arg(long)]
+    pub offline: bool,
 }
 
 /// How translations are printed.
@@ -276,10 +293,10 @@ pub enum OutputFormat {
 
 #[derive(Debug, Args)]
 pub struct TranslateArgs {
-    /// Model folder written by `nmt train`; repeat for an ensemble (log-probabilities are
-    /// averaged; the models must share one target vocabulary).
+    /// Model folder written by `nmt train`, or a Hub repo id org/name[@revision]; repeat for
+    /// an ensemble (log-probabilities are averaged; one target vocabulary is required).
     #[arg(long, required = true)]
-    pub model: Vec<PathBuf>,
+    pub model: Vec<String>,
     /// Hypotheses to print per sentence (at most --beam).
     #[arg(long, default_value_t = 1)]
     pub n_best: usize,
@@ -303,14 +320,14 @@ pub struct TranslateArgs {
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// Model folder(s) to translate with (repeat for an ensemble); without it, --hyp-file
-    /// is scored.
+    /// Model folder(s) or Hub repo ids to translate with (repeat for an ensemble); without
+    /// it, --hyp-file is scored.
     #[arg(
         long,
         required_unless_present = "hyp_file",
         conflicts_with = "hyp_file"
     )]
-    pub model: Vec<PathBuf>,
+    pub model: Vec<String>,
     /// Translations to score (instead of translating with --model).
     #[arg(long, requires = "ref_file")]
     pub hyp_file: Option<PathBuf>,
@@ -343,9 +360,12 @@ pub struct EvalArgs {
 
 #[derive(Debug, Args)]
 pub struct ScoreArgs {
-    /// Model folder written by `nmt train`.
+    /// Model folder written by `nmt train`, or a Hub repo id org/name[@revision].
     #[arg(long)]
-    pub model: PathBuf,
+    pub model: String,
+    /// Never use the network for Hub models (also HF_HUB_OFFLINE=1).
+    #[arg(long)]
+    pub offline: bool,
     /// Source sentences.
     #[arg(long)]
     pub src_file: PathBuf,
@@ -370,4 +390,13 @@ pub struct PlotArgs {
     /// Replace an existing --out file.
     #[arg(long)]
     pub overwrite: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// Model folder, or a Hub repo id org/name[@revision].
+    pub model: String,
+    /// Never use the network for Hub models (also HF_HUB_OFFLINE=1).
+    #[arg(long)]
+    pub offline: bool,
 }

@@ -9,12 +9,14 @@
 //!   --> text;  metrics: BLEU (sacrebleu 13a), perplexity
 //! ```
 
+pub mod card;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod data;
 pub mod device;
 pub mod error;
+pub mod hub;
 pub mod inference;
 pub mod loss;
 pub mod metrics;

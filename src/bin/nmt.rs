@@ -12,7 +12,6 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use clap::{CommandFactory, Parser};
 
-use nmt::checkpoint;
 use nmt::cli::{
     Cli, Command, CorpusArgs, CorpusCommand, EvalArgs, LogFormat, OutputFormat, PlotArgs,
     ScoreArgs, SearchArgs, TrainArgs, TranslateArgs,
@@ -21,9 +20,11 @@ use nmt::config::{ModelConfig, OptimizerKind, Schedule, SearchConfig, TrainConfi
 use nmt::data::corpus::{read_lines, read_parallel};
 use nmt::data::multi30k::{self, Multi30k};
 use nmt::device;
+use nmt::hub::{self, ModelRef};
 use nmt::inference::{sentence_nll, teacher_forced_nll, Translation, Translator};
 use nmt::metrics::{perplexity, Bleu, Chrf};
 use nmt::train::{self, encode_pairs, StopReason, TrainSpec};
+use nmt::{card, checkpoint};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -46,6 +47,14 @@ fn main() -> ExitCode {
         Command::Eval(a) => cmd_eval(a),
         Command::Score(a) => cmd_score(a),
         Command::Plot(a) => cmd_plot(a),
+        Command::Info(a) => model_dir(&a.model, a.offline).and_then(|d| {
+            print!("{}", card::summarize(&d)?.describe());
+            Ok(())
+        }),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "nmt", &mut std::io::stdout());
+            Ok(())
+        }
         Command::Corpus(CorpusCommand::Fetch { name, dir }) => cmd_fetch(&name, &dir),
     };
     match result {
@@ -245,12 +254,25 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
             log_every: a.log_every,
         },
         vocab_size: a.vocab_size,
-        tokenizer: a.tokenizer.clone(),
+        tokenizer: match &a.tokenizer {
+            None => None,
+            Some(t) if Path::new(t).exists() => Some(PathBuf::from(t)),
+            Some(t) => {
+                let r = ModelRef::parse(t);
+                let dir = hub::resolve_files(&r, &["tokenizer.json"], hub::offline_from_env())?;
+                Some(if matches!(r, ModelRef::Hub { .. }) {
+                    dir.join("tokenizer.json")
+                } else {
+                    PathBuf::from(t)
+                })
+            }
+        },
         overwrite: a.overwrite,
         resume: a.resume,
         progress: !a.quiet && a.log_format == LogFormat::Text && interactive,
         log_json: a.log_format == LogFormat::Json,
         config_toml: toml::to_string(&a).context("writing the effective options")?,
+        command: std::env::args().collect::<Vec<_>>().join(" "),
     };
     spec.model.validate()?;
     let interrupt = Arc::new(AtomicBool::new(false));
@@ -302,12 +324,25 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
     Ok(())
 }
 
-fn translator(models: &[PathBuf], s: &SearchArgs, n_best: usize) -> Result<Translator> {
+/// The local folder of a `--model` value (downloading a Hub model on a cache miss).
+fn model_dir(model: &str, offline: bool) -> Result<PathBuf> {
+    Ok(hub::resolve(
+        &ModelRef::parse(model),
+        offline || hub::offline_from_env(),
+    )?)
+}
+
+fn translator(models: &[String], s: &SearchArgs, n_best: usize) -> Result<Translator> {
     device::set_threads(s.threads);
     let dev = device::pick(&s.device)?;
     let loaded = models
         .iter()
-        .map(|m| Ok((m.display().to_string(), checkpoint::load(m, &dev)?)))
+        .map(|m| {
+            Ok((
+                m.clone(),
+                checkpoint::load(&model_dir(m, s.offline)?, &dev)?,
+            ))
+        })
         .collect::<Result<Vec<_>>>()?;
     let search = SearchConfig {
         beam: s.beam,
@@ -470,14 +505,8 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
         }
         report.insert("perplexity".into(), perplexity(nll, tokens).into());
         report.insert("perplexity_tokens".into(), tokens.into());
-        report.insert(
-            "models".into(),
-            a.model
-                .iter()
-                .map(|m| m.display().to_string())
-                .collect::<Vec<_>>()
-                .into(),
-        );
+        report.insert("models".into(), a.model.clone().into());
+        report.insert("ref_file".into(), ref_file.display().to_string().into());
         report.insert("beam".into(), a.search.beam.into());
         report.insert("sentences_per_sec".into(), (src.len() as f64 / secs).into());
         report.insert("tokens_per_sec".into(), (out_tokens as f64 / secs).into());
@@ -491,6 +520,14 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
     report.insert("bleu_signature".into(), Bleu::SIGNATURE.into());
     report.insert("chrf".into(), chrf.score.into());
     report.insert("chrf_signature".into(), Chrf::SIGNATURE.into());
+    // A local single model remembers its evaluations (model card and `nmt info`).
+    if let [m] = a.model.as_slice() {
+        if ModelRef::parse(m) == ModelRef::Dir(PathBuf::from(m.as_str())) {
+            let mut rec = report.clone();
+            rec.remove("perplexity_tokens");
+            card::record_evaluation(Path::new(m), &serde_json::Value::Object(rec))?;
+        }
+    }
     if a.json {
         println!("{}", serde_json::Value::Object(report));
         return Ok(());
@@ -524,7 +561,7 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
 fn cmd_score(a: ScoreArgs) -> Result<()> {
     device::set_threads(a.threads);
     let dev = device::pick(&a.device)?;
-    let loaded = checkpoint::load(&a.model, &dev)?;
+    let loaded = checkpoint::load(&model_dir(&a.model, a.offline)?, &dev)?;
     let (src, tgt) = read_parallel(&a.src_file, &a.tgt_file)?;
     let examples = src
         .iter()

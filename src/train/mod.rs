@@ -12,6 +12,7 @@ use std::sync::atomic::AtomicBool;
 
 use candle_core::{Device, Tensor, Var};
 
+use crate::card::{self, DataFile, RunInfo};
 use crate::checkpoint;
 use crate::config::{ModelConfig, TrainConfig};
 use crate::data::batch::Example;
@@ -49,6 +50,8 @@ pub struct TrainSpec {
     pub log_json: bool,
     /// The effective configuration, written to DIR/train_config.toml.
     pub config_toml: String,
+    /// The command that started the run (for the model card).
+    pub command: String,
 }
 
 /// Why a run ended.
@@ -105,7 +108,10 @@ pub fn encode_pairs(
 }
 
 /// Files a run writes at the top of its folder.
-const RUN_FILES: [&str; 7] = [
+const RUN_FILES: [&str; 10] = [
+    card::RUN_INFO_FILE,
+    card::CARD_FILE,
+    card::EVALS_FILE,
     checkpoint::CONFIG_FILE,
     checkpoint::WEIGHTS_FILE,
     checkpoint::SRC_TOKENIZER_FILE,
@@ -250,6 +256,41 @@ pub fn run(spec: &TrainSpec, device: &Device, interrupt: &AtomicBool) -> Result<
         }
         None => {
             checkpoint::save_tokenizers(&spec.out, &src_tok, &tgt_tok)?;
+            let mut data = vec![
+                DataFile {
+                    role: "training source".into(),
+                    path: spec.src_file.clone(),
+                    lines: src_lines.len(),
+                },
+                DataFile {
+                    role: "training target".into(),
+                    path: spec.tgt_file.clone(),
+                    lines: tgt_lines.len(),
+                },
+            ];
+            if let (Some((vs, vt)), Some((sl, _))) = (&spec.valid, &valid_lines) {
+                data.push(DataFile {
+                    role: "validation source".into(),
+                    path: vs.clone(),
+                    lines: sl.len(),
+                });
+                data.push(DataFile {
+                    role: "validation target".into(),
+                    path: vt.clone(),
+                    lines: sl.len(),
+                });
+            }
+            card::write_run_info(
+                &spec.out,
+                &RunInfo {
+                    source_language: card::language_of(&spec.src_file)
+                        .unwrap_or_else(|| "source".into()),
+                    target_language: card::language_of(&spec.tgt_file)
+                        .unwrap_or_else(|| "target".into()),
+                    command: spec.command.clone(),
+                    data,
+                },
+            )?;
             let st = TrainerState {
                 step: 0,
                 epoch: 0,
@@ -299,6 +340,7 @@ pub fn run(spec: &TrainSpec, device: &Device, interrupt: &AtomicBool) -> Result<
         last_valid_ppl: None,
     };
     let reason = run.train_loop(&examples, interrupt)?;
+    card::write_card(&spec.out)?;
     let st = &run.state;
     Ok(TrainSummary {
         reason,
