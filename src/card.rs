@@ -75,8 +75,8 @@ pub fn summarize(dir: &Path) -> Result<Summary> {
     let steps = records.iter().filter_map(|r| r["step"].as_u64()).max();
     let best_valid = records
         .iter()
-        .filter(|r| r["kind"] == "valid" && r["best"] == true)
-        .last()
+        .rev()
+        .find(|r| r["kind"] == "valid" && r["best"] == true)
         .and_then(|r| {
             Some((
                 r["step"].as_u64()?,
