@@ -70,8 +70,22 @@ pub fn save_model(dir: &Path, model: &Seq2Seq) -> Result<()> {
         .into_iter()
         .map(|(k, t)| (k, t.detach()))
         .collect();
+    // The config travels inside the weights file too, so the file describes itself.
+    let metadata = HashMap::from([
+        ("format".to_string(), "pt".to_string()),
+        (
+            "nmt_format_version".to_string(),
+            model.cfg.format_version.to_string(),
+        ),
+        (
+            "nmt_config".to_string(),
+            serde_json::to_string(&model.cfg).map_err(|e| Error::Config(e.to_string()))?,
+        ),
+    ]);
+    let mut sorted: Vec<(&String, &Tensor)> = tensors.iter().collect();
+    sorted.sort_by_key(|(k, _)| k.as_str());
     write_atomic(&dir.join(WEIGHTS_FILE), |tmp| {
-        candle_core::safetensors::save(&tensors, tmp)
+        safetensors::serialize_to_file(sorted, Some(metadata), tmp)
             .map_err(|e| Error::write(tmp, std::io::Error::other(e.to_string())))
     })?;
     write_text_atomic(&dir.join(CONFIG_FILE), &(json + "\n"))

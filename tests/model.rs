@@ -163,6 +163,7 @@ fn toy_spec(out: &Path, epochs: usize, max_steps: usize) -> TrainSpec {
         progress: false,
         log_json: false,
         config_toml: String::new(),
+        command: "test".into(),
     }
 }
 
