@@ -201,7 +201,7 @@ pub struct TrainArgs {
     pub seed: u64,
     /// Dropout on embeddings, between LSTM layers and on decoder outputs (training only).
     #[arg(long, default_value_t = 0.0)]
-    pub dropout: f32,
+    pub dropout: f64,
     /// Label smoothing of the training loss.
     #[arg(long, default_value_t = 0.0)]
     pub label_smoothing: f64,

@@ -241,7 +241,7 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
             clip_norm: a.clip_norm,
             seed: a.seed,
             max_len: a.max_len,
-            dropout: a.dropout,
+            dropout: a.dropout as f32,
             label_smoothing: a.label_smoothing,
             valid_every: a.valid_every,
             valid_bleu: a.valid_bleu,
