@@ -2,11 +2,12 @@
 #   make demo   build, find or fetch Multi30k, train a small de->en model (~7 min on 2 cores),
 #               translate a few test sentences beside their references, and score the test set.
 #   make test   formatting, lints and the whole test suite.
+#   make bench  nmt against PyTorch on the same model (installs torch into .venv-bench if needed).
 
 NMT := ./target/release/nmt
 DEMO := checkpoints/demo
 
-.PHONY: build demo test lint toy clean-demo
+.PHONY: build demo test lint toy clean-demo bench
 
 build:
 	cargo build --release
@@ -24,6 +25,10 @@ lint:
 
 test: lint
 	cargo test --release
+
+# nmt against the PyTorch baseline, side by side; writes docs/performance.md.
+bench: build
+	python3 tools/bench.py
 
 # Regenerate corpora/toy/ (deterministic).
 toy:

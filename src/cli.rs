@@ -53,6 +53,12 @@ pub enum Command {
         after_help = "Examples:\n  nmt info checkpoints/de-en\n  nmt info org/name@main --offline"
     )]
     Info(InfoArgs),
+    /// Time the model's training step or decoding on random data (the flags and figures of
+    /// shared/bench/pytorch_lstm_s2s.py; `make bench` runs both side by side).
+    #[command(
+        after_help = "Examples:\n  nmt bench train --layers 4 --threads 2\n  nmt bench decode-beam --beam 5 --batch 32 --json results.jsonl"
+    )]
+    Bench(crate::bench::BenchArgs),
     /// Print a shell completion script.
     #[command(
         after_help = "Example:\n  nmt completions bash > ~/.local/share/bash-completion/completions/nmt"

@@ -9,6 +9,7 @@
 //!   --> text;  metrics: BLEU (sacrebleu 13a), perplexity
 //! ```
 
+pub mod bench;
 pub mod card;
 pub mod checkpoint;
 pub mod cli;

@@ -47,6 +47,7 @@ fn main() -> ExitCode {
         Command::Eval(a) => cmd_eval(a),
         Command::Score(a) => cmd_score(a),
         Command::Plot(a) => cmd_plot(a),
+        Command::Bench(a) => cmd_bench(a),
         Command::Info(a) => model_dir(&a.model, a.offline).and_then(|d| {
             print!("{}", card::summarize(&d)?.describe());
             Ok(())
@@ -609,5 +610,20 @@ fn cmd_plot(a: PlotArgs) -> Result<()> {
     };
     nmt::plot::plot_run(&a.dir, &out)?;
     println!("wrote {}", out.display());
+    Ok(())
+}
+
+fn cmd_bench(a: nmt::bench::BenchArgs) -> Result<()> {
+    device::set_threads(a.threads);
+    let (line, record) = nmt::bench::run(&a)?;
+    println!("{line}");
+    if let Some(path) = &a.json {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        writeln!(f, "{record}").with_context(|| format!("cannot write {}", path.display()))?;
+    }
     Ok(())
 }

@@ -1,0 +1,236 @@
+//! `nmt bench`: the model's real training step and decoders timed on random data, with the
+//! flags and figures of shared/bench/pytorch_lstm_s2s.py, so the two compare line for line.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use candle_core::{Device, Var};
+use serde_json::json;
+
+use crate::config::{ModelConfig, OptimizerKind, SearchConfig, BOS_ID, EOS_ID};
+use crate::data::batch::{Batch, Example};
+use crate::error::{Error, Result};
+use crate::model::scorer::ModelScorer;
+use crate::model::{params, Seq2Seq};
+use crate::optim::Optimizer;
+use crate::rng::Rng;
+use crate::search::beam::beam_search;
+
+/// What to time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchMode {
+    Train,
+    DecodeGreedy,
+    DecodeBeam,
+}
+
+/// The PyTorch script's flags, with its defaults.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    #[arg(value_enum)]
+    pub mode: BenchMode,
+    #[arg(long, default_value_t = 4)]
+    pub layers: usize,
+    #[arg(long, default_value_t = 256)]
+    pub hidden: usize,
+    #[arg(long, default_value_t = 256)]
+    pub emb: usize,
+    #[arg(long, default_value_t = 8000)]
+    pub src_vocab: usize,
+    #[arg(long, default_value_t = 8000)]
+    pub tgt_vocab: usize,
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 20)]
+    pub src_len: usize,
+    #[arg(long, default_value_t = 20)]
+    pub tgt_len: usize,
+    /// Timed steps (train) or timed batches (decode).
+    #[arg(long, default_value_t = 20)]
+    pub steps: usize,
+    #[arg(long, default_value_t = 3)]
+    pub warmup: usize,
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    #[arg(long, default_value_t = 0.7)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 5)]
+    pub beam: usize,
+    /// Longest output in decoding steps.
+    #[arg(long, default_value_t = 30)]
+    pub max_len: usize,
+    #[arg(long, default_value_t = 1234)]
+    pub seed: u64,
+    #[arg(long, default_value = "")]
+    pub label: String,
+    /// Append one JSON object with the result to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+fn median(xs: &[f64]) -> f64 {
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Random ids in [3, vocab) like the script's (padding, BOS and EOS never drawn).
+fn random_ids(rng: &mut Rng, vocab: usize, len: usize) -> Vec<u32> {
+    (0..len).map(|_| 3 + rng.below(vocab - 3) as u32).collect()
+}
+
+/// Runs the benchmark; returns the summary line and the JSON record.
+pub fn run(a: &BenchArgs) -> Result<(String, serde_json::Value)> {
+    if a.steps == 0 || a.src_vocab < 4 || a.tgt_vocab < 4 || a.tgt_len < 1 || a.src_len < 1 {
+        return Err(Error::Config(
+            "bench needs --steps >= 1, vocabularies >= 4 and lengths >= 1".into(),
+        ));
+    }
+    let dev = Device::Cpu;
+    let cfg = ModelConfig {
+        src_vocab: a.src_vocab,
+        tgt_vocab: a.tgt_vocab,
+        emb: a.emb,
+        hidden: a.hidden,
+        layers: a.layers,
+        ..ModelConfig::default()
+    };
+    cfg.validate()?;
+    let mut rng = Rng::new(a.seed + 1);
+    let init = params::init_uniform(&cfg, a.seed, &dev)?;
+    let started = Instant::now();
+    let shape = format!(
+        "L={} E={} H={} V={}/{} B={} S={}",
+        a.layers, a.emb, a.hidden, a.src_vocab, a.tgt_vocab, a.batch, a.src_len
+    );
+    let (summary, result) = match a.mode {
+        BenchMode::Train => {
+            let mut names: Vec<&String> = init.keys().collect();
+            names.sort();
+            let mut vars = Vec::new();
+            let mut shared = std::collections::HashMap::new();
+            for n in names {
+                let v = Var::from_tensor(&init[n])?;
+                shared.insert(n.clone(), v.as_tensor().clone());
+                vars.push((n.clone(), v));
+            }
+            let model = Seq2Seq::from_tensors(&cfg, &shared)?;
+            let mut opt = Optimizer::new(OptimizerKind::Sgd, vars, 5.0)?;
+            // tgt_len target tokens per sentence: tgt_len - 1 words and EOS.
+            let examples: Vec<Example> = (0..a.batch)
+                .map(|_| Example {
+                    src: random_ids(&mut rng, a.src_vocab, a.src_len),
+                    tgt: random_ids(&mut rng, a.tgt_vocab, a.tgt_len - 1),
+                })
+                .collect();
+            let refs: Vec<&Example> = examples.iter().collect();
+            let batch = Batch::new(&refs, &cfg, &dev)?;
+            let (mut times, mut losses) = (Vec::new(), Vec::new());
+            for step in 0..a.warmup + a.steps {
+                let t0 = Instant::now();
+                let (loss, _) = model.forward_train(&batch, None, 0.0)?;
+                let loss = (loss / batch.tgt_tokens as f64)?;
+                let grads = loss.backward()?;
+                opt.step(&grads, a.lr)?;
+                losses.push(loss.to_scalar::<f32>()? as f64);
+                if step >= a.warmup {
+                    times.push(t0.elapsed().as_secs_f64());
+                }
+            }
+            let med = median(&times);
+            let n_tok = batch.tgt_tokens;
+            let tok_s = n_tok as f64 / med;
+            (
+                format!(
+                    "train {shape} T={} thr={}: {:.1} ms/step, {:.0} tgt tok/s, loss {:.3}->{:.3}",
+                    a.tgt_len,
+                    a.threads,
+                    med * 1e3,
+                    tok_s,
+                    losses[0],
+                    losses[losses.len() - 1]
+                ),
+                json!({
+                    "ms_per_step_median": med * 1e3,
+                    "ms_per_step_min": times.iter().copied().fold(f64::MAX, f64::min) * 1e3,
+                    "ms_per_step_max": times.iter().copied().fold(0.0, f64::max) * 1e3,
+                    "tgt_tok_per_s_median": tok_s,
+                    "tgt_tokens_per_step": n_tok,
+                    "loss_first": losses[0],
+                    "loss_last": losses[losses.len() - 1],
+                    "step_times_s": times,
+                }),
+            )
+        }
+        BenchMode::DecodeGreedy | BenchMode::DecodeBeam => {
+            let model = Seq2Seq::from_tensors(&cfg, &init)?;
+            let beam = if a.mode == BenchMode::DecodeGreedy {
+                1
+            } else {
+                a.beam
+            };
+            // max_output_len = ceil(ratio * S) + 1 = max_len steps.
+            let search = SearchConfig {
+                beam,
+                max_len_ratio: (a.max_len.saturating_sub(1)).max(1) as f32 / a.src_len as f32,
+                batch_size: a.batch,
+                ..SearchConfig::default()
+            };
+            let scorer = ModelScorer::new(&model);
+            let mut times = Vec::new();
+            for i in 0..a.warmup + a.steps {
+                let sources: Vec<Vec<u32>> = (0..a.batch)
+                    .map(|_| random_ids(&mut rng, a.src_vocab, a.src_len))
+                    .collect();
+                let refs: Vec<&[u32]> = sources.iter().map(|s| s.as_slice()).collect();
+                let t0 = Instant::now();
+                beam_search(&scorer, &refs, &search, BOS_ID, EOS_ID)?;
+                if i >= a.warmup {
+                    times.push(t0.elapsed().as_secs_f64());
+                }
+            }
+            let med = median(&times);
+            let mode = if beam == 1 {
+                "decode-greedy"
+            } else {
+                "decode-beam"
+            };
+            (
+                format!(
+                    "{mode} {shape} beam={beam} max_len={} thr={}: {:.2} sent/s, {:.1} ms/batch",
+                    a.max_len,
+                    a.threads,
+                    a.batch as f64 / med,
+                    med * 1e3
+                ),
+                json!({
+                    "ms_per_batch_median": med * 1e3,
+                    "ms_per_batch_min": times.iter().copied().fold(f64::MAX, f64::min) * 1e3,
+                    "ms_per_batch_max": times.iter().copied().fold(0.0, f64::max) * 1e3,
+                    "sent_per_s_median": a.batch as f64 / med,
+                    "batch_times_s": times,
+                }),
+            )
+        }
+    };
+    let record = json!({
+        "label": a.label,
+        "tool": "nmt",
+        "mode": format!("{:?}", a.mode),
+        "args": {
+            "layers": a.layers, "hidden": a.hidden, "emb": a.emb, "src_vocab": a.src_vocab,
+            "tgt_vocab": a.tgt_vocab, "batch": a.batch, "src_len": a.src_len, "tgt_len": a.tgt_len,
+            "steps": a.steps, "warmup": a.warmup, "threads": a.threads, "beam": a.beam,
+            "max_len": a.max_len, "seed": a.seed,
+        },
+        "n_params": params::param_count(&cfg),
+        "result": result,
+        "wall_s": started.elapsed().as_secs_f64(),
+    });
+    Ok((summary, record))
+}

@@ -1,0 +1,75 @@
+//! `nmt bench` speaks the PyTorch baseline's language: the same flags, and JSON records whose
+//! "result" holds the same keys, so `make bench` can compare the two line for line.
+
+use std::process::Command;
+
+#[test]
+fn bench_records_have_the_baseline_keys() {
+    let tmp = tempfile::tempdir().unwrap();
+    let json = tmp.path().join("bench.jsonl");
+    let small = [
+        "--layers",
+        "2",
+        "--hidden",
+        "16",
+        "--emb",
+        "8",
+        "--src-vocab",
+        "40",
+        "--tgt-vocab",
+        "50",
+        "--batch",
+        "4",
+        "--src-len",
+        "5",
+        "--tgt-len",
+        "6",
+        "--steps",
+        "3",
+        "--warmup",
+        "1",
+        "--threads",
+        "1",
+        "--max-len",
+        "7",
+    ];
+    for (mode, keys) in [
+        ("train", ["tgt_tok_per_s_median", "ms_per_step_median"]),
+        (
+            "decode-greedy",
+            ["sent_per_s_median", "ms_per_batch_median"],
+        ),
+        ("decode-beam", ["sent_per_s_median", "ms_per_batch_median"]),
+    ] {
+        let o = Command::new(env!("CARGO_BIN_EXE_nmt"))
+            .args(["bench", mode])
+            .args(small)
+            .args(["--json", json.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let line = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(
+            line.starts_with(mode) && (line.contains("tok/s") || line.contains("sent/s")),
+            "{line}"
+        );
+        let text = std::fs::read_to_string(&json).unwrap();
+        let rec: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+        for k in keys {
+            assert!(
+                rec["result"][k].as_f64().unwrap() > 0.0,
+                "{mode}: result.{k} missing in {rec}"
+            );
+        }
+        if mode == "train" {
+            // 4 sentences x 6 target tokens; the loss of random data starts near ln(50).
+            assert_eq!(rec["result"]["tgt_tokens_per_step"], 24);
+            assert!((rec["result"]["loss_first"].as_f64().unwrap() - 50f64.ln()).abs() < 0.2);
+        }
+    }
+    assert_eq!(
+        std::fs::read_to_string(&json).unwrap().lines().count(),
+        3,
+        "one record appended per run"
+    );
+}

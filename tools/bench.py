@@ -1,0 +1,129 @@
+#!/usr/bin/env python3
+"""`make bench`: nmt against the PyTorch baseline (shared/bench/pytorch_lstm_s2s.py), side by
+side in one run, on the configurations of the speed issue. Prints nmt/PyTorch ratios and the
+peak RSS of each process, and writes docs/performance.md.
+
+PyTorch comes from $NMT_BENCH_PYTHON, else python3 if it can import torch, else the virtual
+environment .venv-bench (created here with `pip install torch`, a download of about 3 GB).
+"""
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NMT = os.path.join(ROOT, "target", "release", "nmt")
+SCRIPT = os.path.join(ROOT, "..", "shared", "bench", "pytorch_lstm_s2s.py")
+
+# (name, mode, flags, target ratio)
+CONFIGS = [
+    ("train L=1 256", "train", ["--layers", "1"], 1.25),
+    ("train L=2 256", "train", ["--layers", "2"], 1.25),
+    ("train L=4 256", "train", ["--layers", "4"], 1.25),
+    ("train L=4 512/16k", "train", ["--layers", "4", "--emb", "512", "--hidden", "512",
+                                     "--src-vocab", "16000", "--tgt-vocab", "16000"], 1.25),
+    ("beam 5, batch 1", "decode-beam", ["--beam", "5", "--batch", "1"], 3.0),
+    ("beam 5, batch 32", "decode-beam", ["--beam", "5", "--batch", "32"], 1.5),
+    ("greedy, batch 32", "decode-greedy", ["--batch", "32"], 1.5),
+]
+COMMON = ["--threads", "2"]
+
+
+def torch_python():
+    candidates = [os.environ.get("NMT_BENCH_PYTHON"), sys.executable,
+                  os.path.join(ROOT, ".venv-bench", "bin", "python")]
+    for py in filter(None, candidates):
+        if os.path.exists(py) and subprocess.run([py, "-c", "import torch"], capture_output=True).returncode == 0:
+            return py
+    venv = os.path.join(ROOT, ".venv-bench")
+    print(f"PyTorch not found: creating {venv} and installing torch with pip (about 3 GB).", flush=True)
+    print("To use an existing PyTorch instead: NMT_BENCH_PYTHON=/path/to/python make bench", flush=True)
+    subprocess.run([sys.executable, "-m", "venv", venv], check=True)
+    py = os.path.join(venv, "bin", "python")
+    subprocess.run([py, "-m", "pip", "install", "--quiet", "torch"], check=True)
+    return py
+
+
+def run(cmd):
+    """Runs cmd; returns (stdout, peak RSS in MiB)."""
+    with tempfile.TemporaryFile() as out:
+        p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(p.pid, 0)
+        out.seek(0)
+        text = out.read().decode()
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"failed: {' '.join(cmd)}\n{text}")
+    return text, usage.ru_maxrss / 1024
+
+
+def last_json(path):
+    with open(path) as f:
+        return json.loads(f.read().splitlines()[-1])
+
+
+def figure(mode, result):
+    return result["tgt_tok_per_s_median"] if mode == "train" else result["sent_per_s_median"]
+
+
+def main():
+    if not os.path.exists(NMT):
+        sys.exit("build first: cargo build --release")
+    if not os.path.exists(SCRIPT):
+        sys.exit(f"the PyTorch baseline {SCRIPT} is missing")
+    py = torch_python()
+    torch_version = subprocess.run([py, "-c", "import torch; print(torch.__version__)"],
+                                   capture_output=True, text=True).stdout.strip()
+    rows = []
+    tmp = tempfile.mkdtemp()
+    for name, mode, flags, target in CONFIGS:
+        jn, jt = os.path.join(tmp, "nmt.jsonl"), os.path.join(tmp, "torch.jsonl")
+        # Alternate which goes first so drift in machine load spreads over both.
+        order = ["nmt", "torch"] if len(rows) % 2 == 0 else ["torch", "nmt"]
+        res = {}
+        for who in order:
+            if who == "nmt":
+                text, rss = run([NMT, "bench", mode, *flags, *COMMON, "--json", jn])
+                res["nmt"] = (figure(mode, last_json(jn)["result"]), rss, text.strip())
+            else:
+                text, rss = run([py, SCRIPT, mode, *flags, *COMMON, "--json", jt])
+                res["torch"] = (figure(mode, last_json(jt)["result"]), rss, text.strip())
+        ratio = res["nmt"][0] / res["torch"][0]
+        unit = "tgt tok/s" if mode == "train" else "sent/s"
+        rows.append((name, unit, res["nmt"][0], res["torch"][0], ratio, target, res["nmt"][1], res["torch"][1]))
+        print(f"{name:20s} nmt {res['nmt'][0]:9.1f} {unit:9s} PyTorch {res['torch'][0]:9.1f}  "
+              f"ratio {ratio:5.2f} (target {target}) {'OK' if ratio >= target else 'BELOW'}  "
+              f"peak RSS nmt {res['nmt'][1]:.0f} MiB / PyTorch {res['torch'][1]:.0f} MiB", flush=True)
+    shutil.rmtree(tmp)
+    cpu = "unknown"
+    try:
+        cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    lines = [
+        "# Performance: nmt against PyTorch on the same model",
+        "",
+        f"Measured by `make bench` on {time.strftime('%Y-%m-%d')}: {cpu}, {os.cpu_count()} cores, "
+        f"both tools on 2 threads; PyTorch {torch_version} (its default CPU path) running "
+        "`shared/bench/pytorch_lstm_s2s.py` with the same flags, alternating with `nmt bench` in one run. "
+        "Figures are medians over 20 timed steps after 3 warm-up steps; ratios are nmt / PyTorch.",
+        "",
+        "| configuration | unit | nmt | PyTorch | ratio | target | peak RSS nmt (MiB) | peak RSS PyTorch (MiB) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, unit, n, t, r, target, rn, rt in rows:
+        lines.append(f"| {name} | {unit} | {n:.1f} | {t:.1f} | {r:.2f} | >= {target} | {rn:.0f} | {rt:.0f} |")
+    lines += ["", "Model: embedding/hidden 256, vocabulary 8000/8000, batch 64, lengths 20/20 unless the row says "
+              "otherwise; decoding runs at most 30 steps on random sources with random weights.", "",
+              "Command: `make bench` (runs `python3 tools/bench.py`)."]
+    os.makedirs(os.path.join(ROOT, "docs"), exist_ok=True)
+    with open(os.path.join(ROOT, "docs", "performance.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("wrote docs/performance.md")
+
+
+if __name__ == "__main__":
+    main()
