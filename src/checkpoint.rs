@@ -2,7 +2,7 @@
 //! (temporary file in the same folder, fsync, rename), so a run killed mid-save leaves the
 //! previous checkpoint loadable. Loading checks every tensor against config.json.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -71,7 +71,7 @@ pub fn save_model(dir: &Path, model: &Seq2Seq) -> Result<()> {
         .map(|(k, t)| (k, t.detach()))
         .collect();
     // The config travels inside the weights file too, so the file describes itself.
-    let metadata = HashMap::from([
+    let metadata = BTreeMap::from([
         ("format".to_string(), "pt".to_string()),
         (
             "nmt_format_version".to_string(),
@@ -82,13 +82,49 @@ pub fn save_model(dir: &Path, model: &Seq2Seq) -> Result<()> {
             serde_json::to_string(&model.cfg).map_err(|e| Error::Config(e.to_string()))?,
         ),
     ]);
-    let mut sorted: Vec<(&String, &Tensor)> = tensors.iter().collect();
-    sorted.sort_by_key(|(k, _)| k.as_str());
     write_atomic(&dir.join(WEIGHTS_FILE), |tmp| {
-        safetensors::serialize_to_file(sorted, Some(metadata), tmp)
-            .map_err(|e| Error::write(tmp, std::io::Error::other(e.to_string())))
+        write_safetensors(tmp, &tensors, &metadata)
     })?;
     write_text_atomic(&dir.join(CONFIG_FILE), &(json + "\n"))
+}
+
+/// Writes f32 `tensors` as a safetensors file with `metadata`, names and metadata keys in
+/// sorted order, so equal weights always give equal bytes (the safetensors crate orders the
+/// metadata by a randomly seeded hash map).
+pub fn write_safetensors(
+    path: &Path,
+    tensors: &HashMap<String, Tensor>,
+    metadata: &BTreeMap<String, String>,
+) -> Result<()> {
+    let sorted: BTreeMap<&String, &Tensor> = tensors.iter().collect();
+    let mut header = serde_json::Map::new();
+    header.insert(
+        "__metadata__".into(),
+        serde_json::to_value(metadata).map_err(|e| Error::Config(e.to_string()))?,
+    );
+    let mut data: Vec<u8> = Vec::new();
+    for (name, t) in &sorted {
+        let values = t
+            .to_dtype(candle_core::DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let start = data.len();
+        data.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+        header.insert(
+            name.to_string(),
+            serde_json::json!({"dtype": "F32", "shape": t.dims(), "data_offsets": [start, data.len()]}),
+        );
+    }
+    let mut head = serde_json::Value::Object(header).to_string().into_bytes();
+    // The data must start 8-byte aligned; the format pads the header with spaces.
+    while (8 + head.len()) % 8 != 0 {
+        head.push(b' ');
+    }
+    let mut f = std::fs::File::create(path).map_err(|e| Error::write(path, e))?;
+    f.write_all(&(head.len() as u64).to_le_bytes())
+        .and_then(|()| f.write_all(&head))
+        .and_then(|()| f.write_all(&data))
+        .map_err(|e| Error::write(path, e))
 }
 
 /// Saves both tokenizers into `dir`.
