@@ -117,7 +117,7 @@ pub fn write_safetensors(
     }
     let mut head = serde_json::Value::Object(header).to_string().into_bytes();
     // The data must start 8-byte aligned; the format pads the header with spaces.
-    while (8 + head.len()) % 8 != 0 {
+    while !head.len().is_multiple_of(8) {
         head.push(b' ');
     }
     let mut f = std::fs::File::create(path).map_err(|e| Error::write(path, e))?;
