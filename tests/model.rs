@@ -150,7 +150,7 @@ fn toy_spec(out: &Path, epochs: usize, max_steps: usize) -> TrainSpec {
             max_steps,
             batch_tokens: 160,
             optimizer: OptimizerKind::Adam,
-            lr: 0.005,
+            lr: 0.01,
             schedule: Schedule::Constant,
             seed: 9,
             max_len: 40,
@@ -180,7 +180,7 @@ fn tiny_model_learns_the_toy_corpus() {
     // From perplexity ~400 at the start to near 1: the grammar is deterministic.
     assert!(
         summary.last_loss < 0.05,
-        "training loss {} did not fall under 0.05",
+        "training loss {} did not fall under 0.05 (it starts near ln(400) = 6)",
         summary.last_loss
     );
     assert!(
