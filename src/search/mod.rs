@@ -36,14 +36,15 @@ pub struct Hypothesis {
     pub score: f32,
 }
 
-/// In-place log-softmax of each `vocab`-long row of `logits`.
+/// In-place log-softmax of each `vocab`-long row of `logits` (rows in parallel).
 pub fn log_softmax_rows(logits: &mut [f32], vocab: usize) {
-    for row in logits.chunks_mut(vocab) {
+    use rayon::prelude::*;
+    logits.par_chunks_mut(vocab).for_each(|row| {
         let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let sum: f32 = row.iter().map(|&x| (x - max).exp()).sum();
         let log_z = max + sum.ln();
         for x in row.iter_mut() {
             *x -= log_z;
         }
-    }
+    });
 }
