@@ -38,41 +38,8 @@ fn assert_clean_failure(o: &Output, needles: &[&str]) {
 }
 
 fn train_toy(out: &Path, extra: &[&str]) -> Output {
-    let f = |n: &str| toy(n).to_string_lossy().into_owned();
-    let (sd, se, vd, ve) = (f("train.de"), f("train.en"), f("valid.de"), f("valid.en"));
-    let mut args = vec![
-        "train",
-        "--src-file",
-        &sd,
-        "--tgt-file",
-        &se,
-        "--valid-src-file",
-        &vd,
-        "--valid-tgt-file",
-        &ve,
-        "--out",
-        out.to_str().unwrap(),
-        "--layers",
-        "1",
-        "--hidden",
-        "128",
-        "--emb",
-        "64",
-        "--vocab-size",
-        "400",
-        "--optimizer",
-        "adam",
-        "--lr",
-        "0.01",
-        "--batch-tokens",
-        "160",
-        "--max-len",
-        "40",
-        "--epochs",
-        "40",
-        "--quiet",
-    ];
-    args.extend_from_slice(extra);
+    let args = common::toy_train_args(out, true, extra);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     nmt(&args)
 }
 

@@ -27,35 +27,9 @@ fn ok(o: Output) -> String {
 }
 
 fn train(out: &Path, vocab: &str) {
-    let f = |n: &str| toy(n).to_string_lossy().into_owned();
-    ok(nmt(&[
-        "train",
-        "--src-file",
-        &f("train.de"),
-        "--tgt-file",
-        &f("train.en"),
-        "--out",
-        out.to_str().unwrap(),
-        "--layers",
-        "1",
-        "--hidden",
-        "128",
-        "--emb",
-        "64",
-        "--vocab-size",
-        vocab,
-        "--optimizer",
-        "adam",
-        "--lr",
-        "0.01",
-        "--batch-tokens",
-        "160",
-        "--max-len",
-        "40",
-        "--epochs",
-        "40",
-        "--quiet",
-    ]));
+    let args = common::toy_train_args(out, false, &["--vocab-size", vocab]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    ok(nmt(&args));
 }
 
 /// A toy model trained once for all tests in this file.

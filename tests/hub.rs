@@ -36,42 +36,13 @@ fn err(o: Output) -> String {
 }
 
 fn train(dir: &Path) {
-    let f = |n: &str| toy(n).to_string_lossy().into_owned();
-    ok(nmt(
-        &[
-            "train",
-            "--src-file",
-            &f("train.de"),
-            "--tgt-file",
-            &f("train.en"),
-            "--valid-src-file",
-            &f("valid.de"),
-            "--valid-tgt-file",
-            &f("valid.en"),
-            "--out",
-            dir.to_str().unwrap(),
-            "--layers",
-            "1",
-            "--hidden",
-            "64",
-            "--emb",
-            "32",
-            "--vocab-size",
-            "400",
-            "--optimizer",
-            "adam",
-            "--lr",
-            "0.01",
-            "--batch-tokens",
-            "160",
-            "--max-len",
-            "40",
-            "--epochs",
-            "4",
-            "--quiet",
-        ],
-        &[],
-    ));
+    let args = common::toy_train_args(
+        dir,
+        true,
+        &["--hidden", "64", "--emb", "32", "--epochs", "4"],
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    ok(nmt(&args, &[]));
 }
 
 const FILES: [&str; 4] = [

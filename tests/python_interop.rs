@@ -9,7 +9,6 @@ use std::path::Path;
 use std::process::Command;
 
 use candle_core::Device;
-use common::toy;
 
 fn python() -> String {
     std::env::var("NMT_PYTHON").unwrap_or_else(|_| "python3".into())
@@ -23,36 +22,8 @@ fn has_modules(modules: &str) -> bool {
 }
 
 fn toy_run(dir: &Path) {
-    let f = |n: &str| toy(n).to_string_lossy().into_owned();
     let o = Command::new(env!("CARGO_BIN_EXE_nmt"))
-        .args([
-            "train",
-            "--src-file",
-            &f("train.de"),
-            "--tgt-file",
-            &f("train.en"),
-            "--out",
-            dir.to_str().unwrap(),
-            "--layers",
-            "1",
-            "--hidden",
-            "128",
-            "--emb",
-            "64",
-            "--vocab-size",
-            "400",
-            "--optimizer",
-            "adam",
-            "--lr",
-            "0.01",
-            "--batch-tokens",
-            "160",
-            "--max-len",
-            "40",
-            "--epochs",
-            "40",
-            "--quiet",
-        ])
+        .args(common::toy_train_args(dir, false, &[]))
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

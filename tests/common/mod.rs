@@ -59,3 +59,49 @@ pub fn small_cfg(layers: usize, vocab: usize, emb: usize, hidden: usize) -> Mode
         ..ModelConfig::default()
     }
 }
+
+/// `nmt train` arguments for a small model that learns corpora/toy in seconds (1 layer,
+/// hidden 128, BPE 400, Adam 0.01, 40 epochs), with or without the toy validation set;
+/// `extra` flags come last and override these.
+pub fn toy_train_args(out: &std::path::Path, with_valid: bool, extra: &[&str]) -> Vec<String> {
+    let f = |n: &str| toy(n).to_string_lossy().into_owned();
+    let mut args: Vec<String> = vec![
+        "train".into(),
+        "--src-file".into(),
+        f("train.de"),
+        "--tgt-file".into(),
+        f("train.en"),
+    ];
+    if with_valid {
+        args.extend([
+            "--valid-src-file".into(),
+            f("valid.de"),
+            "--valid-tgt-file".into(),
+            f("valid.en"),
+        ]);
+    }
+    let fixed = [
+        "--layers",
+        "1",
+        "--hidden",
+        "128",
+        "--emb",
+        "64",
+        "--vocab-size",
+        "400",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "0.01",
+        "--batch-tokens",
+        "160",
+        "--max-len",
+        "40",
+        "--epochs",
+        "40",
+        "--quiet",
+    ];
+    args.extend(["--out".to_string(), out.to_string_lossy().into_owned()]);
+    args.extend(fixed.iter().chain(extra).map(|s| s.to_string()));
+    args
+}
