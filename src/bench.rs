@@ -27,40 +27,55 @@ pub enum BenchMode {
 /// The PyTorch script's flags, with its defaults.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
+    /// train, decode-greedy or decode-beam.
     #[arg(value_enum)]
     pub mode: BenchMode,
+    /// LSTM layers per side.
     #[arg(long, default_value_t = 4)]
     pub layers: usize,
+    /// LSTM cells per layer.
     #[arg(long, default_value_t = 256)]
     pub hidden: usize,
+    /// Embedding size.
     #[arg(long, default_value_t = 256)]
     pub emb: usize,
+    /// Source vocabulary size.
     #[arg(long, default_value_t = 8000)]
     pub src_vocab: usize,
+    /// Target vocabulary size.
     #[arg(long, default_value_t = 8000)]
     pub tgt_vocab: usize,
+    /// Sentences per batch.
     #[arg(long, default_value_t = 64)]
     pub batch: usize,
+    /// Source tokens per sentence.
     #[arg(long, default_value_t = 20)]
     pub src_len: usize,
+    /// Target tokens per sentence (training).
     #[arg(long, default_value_t = 20)]
     pub tgt_len: usize,
     /// Timed steps (train) or timed batches (decode).
     #[arg(long, default_value_t = 20)]
     pub steps: usize,
+    /// Untimed steps first.
     #[arg(long, default_value_t = 3)]
     pub warmup: usize,
+    /// CPU threads.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
+    /// SGD learning rate (training).
     #[arg(long, default_value_t = 0.7)]
     pub lr: f64,
+    /// Beam width (decode-beam).
     #[arg(long, default_value_t = 5)]
     pub beam: usize,
     /// Longest output in decoding steps.
     #[arg(long, default_value_t = 30)]
     pub max_len: usize,
+    /// Seed of weights and random data.
     #[arg(long, default_value_t = 1234)]
     pub seed: u64,
+    /// Free text stored in the JSON record.
     #[arg(long, default_value = "")]
     pub label: String,
     /// Append one JSON object with the result to this file.
