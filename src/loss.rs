@@ -6,6 +6,7 @@ use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor, D};
 use rayon::prelude::*;
 
 use crate::error::Result;
+use crate::model::kernels::{cpu_f32, storage_f32};
 
 /// `logits (N, V)`, `targets (N)` u32, `mask (N)` f32 (1 real, 0 padding) -> the negative
 /// log-likelihood of each position, `(N)`, zero on padding.
@@ -33,17 +34,8 @@ fn lse(row: &[f32]) -> f32 {
     max + sum.ln() as f32
 }
 
-fn f32_rows<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
-    crate::model::kernels::cpu_f32(s, l, "logits").map_err(candle_core::Error::wrap)
-}
-
-fn cpu(s: &candle_core::Storage) -> candle_core::Result<&CpuStorage> {
-    match s {
-        candle_core::Storage::Cpu(c) => Ok(c),
-        _ => Err(candle_core::Error::Msg(
-            "fused cross-entropy runs on the CPU".into(),
-        )),
-    }
+fn wrap(e: crate::error::Error) -> candle_core::Error {
+    candle_core::Error::wrap(e)
 }
 
 fn u32_targets<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [u32]> {
@@ -68,7 +60,7 @@ impl CustomOp2 for FusedCrossEntropy {
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (n, v) = l1.shape().dims2()?;
-        let x = f32_rows(s1, l1)?;
+        let x = cpu_f32(s1, l1, "logits").map_err(wrap)?;
         let t = u32_targets(s2, l2)?;
         let eps = self.eps;
         let mut out = vec![0f32; 3 * n];
@@ -102,10 +94,17 @@ impl CustomOp2 for FusedCrossEntropy {
             let (ts, tl) = targets.storage_and_layout();
             let (gs, gl) = grad.storage_and_layout();
             let (rs, rl) = res.storage_and_layout();
-            let x = f32_rows(cpu(&xs)?, xl)?;
-            let t = u32_targets(cpu(&ts)?, tl)?;
-            let g = f32_rows(cpu(&gs)?, gl)?;
-            let saved = f32_rows(cpu(&rs)?, rl)?;
+            let x = storage_f32(&xs, xl, "logits").map_err(wrap)?;
+            let t = match &*ts {
+                candle_core::Storage::Cpu(c) => u32_targets(c, tl)?,
+                _ => {
+                    return Err(candle_core::Error::Msg(
+                        "fused cross-entropy runs on the CPU".into(),
+                    ))
+                }
+            };
+            let g = storage_f32(&gs, gl, "loss gradient").map_err(wrap)?;
+            let saved = storage_f32(&rs, rl, "saved log-sum-exp").map_err(wrap)?;
             let eps = self.eps;
             dx.par_chunks_mut(v).enumerate().for_each(|(r, d)| {
                 let row = &x[r * v..(r + 1) * v];
