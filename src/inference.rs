@@ -18,6 +18,9 @@ pub struct Member {
     pub name: String,
     pub model: Seq2Seq,
     pub src_tok: SubwordTokenizer,
+    /// Whether `src_tok` differs from the first member's (then sources are re-tokenized);
+    /// decided once here, since comparing tokenizers serialises them.
+    own_source_tokens: bool,
 }
 
 /// One candidate translation of a sentence.
@@ -58,10 +61,14 @@ impl Translator {
                 }
                 Some(_) => {}
             }
+            let own_source_tokens = members
+                .first()
+                .is_some_and(|first: &Member| !first.src_tok.same_as(&loaded.src_tok));
             members.push(Member {
                 name,
                 model: loaded.model.detached(),
                 src_tok: loaded.src_tok,
+                own_source_tokens,
             });
         }
         let tgt_tok = tgt_tok.ok_or_else(|| Error::Config("give at least one --model".into()))?;
@@ -92,8 +99,7 @@ impl Translator {
             .iter()
             .map(|m| ModelScorer {
                 model: &m.model,
-                retokenize: (!m.src_tok.same_as(&first.src_tok))
-                    .then_some((&first.src_tok, &m.src_tok)),
+                retokenize: m.own_source_tokens.then_some((&first.src_tok, &m.src_tok)),
             })
             .collect();
         let scorer = Ensemble::new(scorers)?;

@@ -193,15 +193,19 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
     };
     device::set_threads(a.threads);
     let dev = device::pick(&a.device)?;
-    let known = known_corpus(&a.corpus)?;
-    let (src_file, tgt_file, mut valid) = match (&known, &a.src_file, &a.tgt_file) {
-        (_, Some(s), Some(t)) => (s.clone(), t.clone(), None),
-        (Some((m, s, t)), _, _) => (
-            m.file("train", s),
-            m.file("train", t),
-            Some((m.file("val", s), m.file("val", t))),
-        ),
-        _ => bail!("give --src-file and --tgt-file, or --corpus multi30k (or --resume a run)"),
+    // Explicit files win; the corpus lookup (and any download) runs only without them.
+    let (src_file, tgt_file, mut valid) = match (&a.src_file, &a.tgt_file) {
+        (Some(s), Some(t)) => (s.clone(), t.clone(), None),
+        _ => match known_corpus(&a.corpus)? {
+            Some((m, s, t)) => (
+                m.file("train", &s),
+                m.file("train", &t),
+                Some((m.file("val", &s), m.file("val", &t))),
+            ),
+            None => {
+                bail!("give --src-file and --tgt-file, or --corpus multi30k (or --resume a run)")
+            }
+        },
     };
     match (&a.valid_src_file, &a.valid_tgt_file) {
         (Some(s), Some(t)) => valid = Some((s.clone(), t.clone())),
@@ -454,18 +458,18 @@ fn cmd_translate(a: TranslateArgs) -> Result<()> {
 
 /// Source and reference files of `eval` with a model.
 fn eval_files(a: &EvalArgs) -> Result<(PathBuf, PathBuf)> {
+    if let (Some(s), Some(r)) = (&a.src_file, &a.ref_file) {
+        return Ok((s.clone(), r.clone()));
+    }
+    if a.corpus.corpus.is_some() && !multi30k::SPLITS.contains(&a.split.as_str()) {
+        bail!(
+            "unknown split `{}`: use one of {}",
+            a.split,
+            multi30k::SPLITS.join(", ")
+        );
+    }
     match (known_corpus(&a.corpus)?, &a.src_file, &a.ref_file) {
-        (_, Some(s), Some(r)) => Ok((s.clone(), r.clone())),
-        (Some((m, s, t)), None, None) => {
-            if !multi30k::SPLITS.contains(&a.split.as_str()) {
-                bail!(
-                    "unknown split `{}`: use one of {}",
-                    a.split,
-                    multi30k::SPLITS.join(", ")
-                );
-            }
-            Ok((m.file(&a.split, &s), m.file(&a.split, &t)))
-        }
+        (Some((m, s, t)), None, None) => Ok((m.file(&a.split, &s), m.file(&a.split, &t))),
         _ => bail!("give --src-file and --ref-file, or --corpus multi30k"),
     }
 }

@@ -165,6 +165,13 @@ fn trainable(
     Ok((Seq2Seq::from_tensors(cfg, &shared)?, vars))
 }
 
+/// The validation set, read once: ids for perplexity, text for BLEU.
+struct ValidSet {
+    examples: Vec<Example>,
+    src: Vec<String>,
+    refs: Vec<String>,
+}
+
 /// The pieces a run works with.
 struct Run<'a> {
     spec: &'a TrainSpec,
@@ -175,7 +182,7 @@ struct Run<'a> {
     state: TrainerState,
     src_tok: SubwordTokenizer,
     tgt_tok: SubwordTokenizer,
-    valid: Option<Vec<Example>>,
+    valid: Option<ValidSet>,
     log: RunLog,
     last_loss: f64,
     last_valid_ppl: Option<f64>,
@@ -240,7 +247,11 @@ pub fn run(spec: &TrainSpec, device: &Device, interrupt: &AtomicBool) -> Result<
         )));
     }
     let valid = match &valid_lines {
-        Some((s, t)) => Some(encode_pairs(s, t, &src_tok, &tgt_tok, usize::MAX)?.0),
+        Some((s, t)) => Some(ValidSet {
+            examples: encode_pairs(s, t, &src_tok, &tgt_tok, usize::MAX)?.0,
+            src: s.clone(),
+            refs: t.clone(),
+        }),
         None => None,
     };
     checkpoint::write_text_atomic(&spec.out.join("train_config.toml"), &spec.config_toml)?;

@@ -8,7 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use super::schedule::learning_rate;
-use super::{state, Run, StopReason};
+use super::{state, Run, StopReason, ValidSet};
 use crate::checkpoint::{self, Loaded};
 use crate::config::SearchConfig;
 use crate::data::batch::{token_batches, Batch, Example};
@@ -193,10 +193,11 @@ impl Run<'_> {
             return Ok(false);
         };
         let tc = &self.spec.train;
-        let (nll, n) = teacher_forced_nll(&self.model, valid, tc.batch_tokens, self.device)?;
+        let (nll, n) =
+            teacher_forced_nll(&self.model, &valid.examples, tc.batch_tokens, self.device)?;
         let ppl = perplexity(nll, n);
         let bleu = if tc.valid_bleu {
-            Some(self.valid_bleu()?)
+            Some(self.valid_bleu(valid)?)
         } else {
             None
         };
@@ -215,11 +216,7 @@ impl Run<'_> {
     }
 
     /// BLEU of the validation set translated with the current weights.
-    fn valid_bleu(&self) -> Result<f64> {
-        let (src, refs) = match &self.spec.valid {
-            Some((s, t)) => crate::data::corpus::read_parallel(s, t)?,
-            None => return Ok(0.0),
-        };
+    fn valid_bleu(&self, valid: &ValidSet) -> Result<f64> {
         let search = SearchConfig {
             beam: self.spec.train.valid_beam,
             ..SearchConfig::default()
@@ -229,8 +226,9 @@ impl Run<'_> {
             src_tok: self.src_tok.clone(),
             tgt_tok: self.tgt_tok.clone(),
         };
-        let hyps = Translator::new(vec![("validation".into(), loaded)], search)?.translate(&src)?;
-        Ok(Bleu::corpus(&hyps, &refs).score)
+        let hyps =
+            Translator::new(vec![("validation".into(), loaded)], search)?.translate(&valid.src)?;
+        Ok(Bleu::corpus(&hyps, &valid.refs).score)
     }
 
     /// Saves a step checkpoint, prunes old ones, and without validation keeps the run
