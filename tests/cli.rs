@@ -298,36 +298,29 @@ fn corpus_lookup_failures_say_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
     // No network: the download fails fast against a closed local port.
-    let o = Command::new(env!("CARGO_BIN_EXE_nmt"))
-        .args([
-            "corpus",
-            "fetch",
-            "multi30k",
-            "--dir",
-            cache.to_str().unwrap(),
-        ])
-        .env_remove("NMT_CORPORA")
-        .env("NMT_MULTI30K_URL", "http://127.0.0.1:9")
-        .output()
-        .unwrap();
-    assert_clean_failure(&o, &["download failed", "NMT_CORPORA", "train.de.gz"]);
+    let fetch = || {
+        Command::new(env!("CARGO_BIN_EXE_nmt"))
+            .args([
+                "corpus",
+                "fetch",
+                "multi30k",
+                "--dir",
+                cache.to_str().unwrap(),
+            ])
+            .env_remove("NMT_CORPORA")
+            .env("NMT_MULTI30K_URL", "http://127.0.0.1:9")
+            .output()
+            .unwrap()
+    };
+    assert_clean_failure(&fetch(), &["download failed", "NMT_CORPORA", "train.de.gz"]);
 
     // A damaged file in the cache is caught by its SHA-256.
     std::fs::create_dir_all(&cache).unwrap();
     std::fs::write(cache.join("test_2016_flickr.de.gz"), b"not the real file").unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_nmt"))
-        .args([
-            "corpus",
-            "fetch",
-            "multi30k",
-            "--dir",
-            cache.to_str().unwrap(),
-        ])
-        .env_remove("NMT_CORPORA")
-        .env("NMT_MULTI30K_URL", "http://127.0.0.1:9")
-        .output()
-        .unwrap();
-    assert_clean_failure(&o, &["test_2016_flickr.de.gz has SHA-256", "delete it"]);
+    assert_clean_failure(
+        &fetch(),
+        &["test_2016_flickr.de.gz has SHA-256", "delete it"],
+    );
 
     // NMT_CORPORA pointing at a folder without Multi30k.
     let o = Command::new(env!("CARGO_BIN_EXE_nmt"))
@@ -342,4 +335,56 @@ fn corpus_lookup_failures_say_what_to_do() {
         .output()
         .unwrap();
     assert_clean_failure(&o, &["NMT_CORPORA is set", "multi30k"]);
+}
+
+#[test]
+fn flag_mistakes_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let (de, en) = (toy("train.de"), toy("train.en"));
+    let (de, en) = (de.to_str().unwrap(), en.to_str().unwrap());
+    let out = dir.path().join("run");
+    let out = out.to_str().unwrap();
+    let o = nmt(&[
+        "train",
+        "--src-file",
+        de,
+        "--tgt-file",
+        en,
+        "--out",
+        out,
+        "--valid-src-file",
+        de,
+    ]);
+    assert_clean_failure(&o, &["give both --valid-src-file and --valid-tgt-file"]);
+    let o = nmt(&["train", "--src-file", de, "--tgt-file", en]);
+    assert_clean_failure(&o, &["give --out DIR"]);
+    let o = nmt(&["train", "--out", out]);
+    assert_clean_failure(
+        &o,
+        &["give --src-file and --tgt-file, or --corpus multi30k"],
+    );
+    let o = nmt(&[
+        "eval", "--model", out, "--corpus", "multi30k", "--split", "dev",
+    ]);
+    assert_clean_failure(&o, &["unknown split `dev`", "test_2016_flickr"]);
+    let o = nmt(&["bench", "train", "--steps", "0"]);
+    assert_clean_failure(&o, &["--steps >= 1"]);
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(&cfg, "layers = [1, 2]\n").unwrap();
+    let o = nmt(&["train", "--config", cfg.to_str().unwrap(), "--out", out]);
+    assert_clean_failure(
+        &o,
+        &["bad.toml", "`layers` must be a string, number or boolean"],
+    );
+    std::fs::write(&cfg, "layers = \n").unwrap();
+    let o = nmt(&["train", "--config", cfg.to_str().unwrap(), "--out", out]);
+    assert_clean_failure(&o, &["bad.toml is not valid TOML"]);
+    let o = nmt(&[
+        "train",
+        "--config",
+        dir.path().join("none.toml").to_str().unwrap(),
+        "--out",
+        out,
+    ]);
+    assert_clean_failure(&o, &["cannot read config file", "none.toml"]);
 }

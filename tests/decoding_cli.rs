@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
-use common::toy;
+use common::{ok, text, toy};
 
 fn nmt(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_nmt"))
@@ -15,15 +15,6 @@ fn nmt(args: &[&str]) -> Output {
         .env_remove("NMT_CORPORA")
         .output()
         .expect("run nmt")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn ok(o: Output) -> String {
-    assert!(o.status.success(), "nmt failed: {}", text(&o.stderr));
-    text(&o.stdout)
 }
 
 fn train(out: &Path, vocab: &str) {

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::toy;
+use common::{ok, toy};
 
 fn nmt(args: &[&str], env: &[(&str, &Path)]) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_nmt"));
@@ -19,11 +19,6 @@ fn nmt(args: &[&str], env: &[(&str, &Path)]) -> Output {
         c.env(k, v);
     }
     c.output().unwrap()
-}
-
-fn ok(o: Output) -> String {
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 fn err(o: Output) -> String {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::toy;
+use common::{text, toy};
 
 fn nmt() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_nmt"));
@@ -17,42 +17,16 @@ fn nmt() -> Command {
     c
 }
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
 /// A small run with dropout, label smoothing, Adam, validation and frequent saves: every
 /// piece of state a resume must restore.
 fn toy_args(out: &Path) -> Vec<String> {
-    let f = |n: &str| toy(n).to_string_lossy().into_owned();
-    [
-        "train",
-        "--src-file",
-        &f("train.de"),
-        "--tgt-file",
-        &f("train.en"),
-        "--valid-src-file",
-        &f("valid.de"),
-        "--valid-tgt-file",
-        &f("valid.en"),
-        "--out",
-        out.to_str().unwrap(),
+    let extra = [
         "--layers",
         "2",
         "--hidden",
         "48",
         "--emb",
         "32",
-        "--vocab-size",
-        "400",
-        "--optimizer",
-        "adam",
-        "--lr",
-        "0.01",
-        "--batch-tokens",
-        "160",
-        "--max-len",
-        "40",
         "--epochs",
         "3",
         "--save-every",
@@ -65,11 +39,8 @@ fn toy_args(out: &Path) -> Vec<String> {
         "0.1",
         "--keep-last",
         "2",
-        "--quiet",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+    ];
+    common::toy_train_args(out, true, &extra)
 }
 
 fn run_ok(cmd: &mut Command) -> Output {

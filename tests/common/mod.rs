@@ -105,3 +105,14 @@ pub fn toy_train_args(out: &std::path::Path, with_valid: bool, extra: &[&str]) -
     args.extend(fixed.iter().chain(extra).map(|s| s.to_string()));
     args
 }
+
+/// Lossy UTF-8 of a command's output bytes.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// The stdout of a command that must have succeeded (its stderr in the failure message).
+pub fn ok(o: std::process::Output) -> String {
+    assert!(o.status.success(), "nmt failed: {}", text(&o.stderr));
+    text(&o.stdout)
+}
