@@ -59,6 +59,9 @@ pub enum Command {
         after_help = "Examples:\n  nmt bench train --layers 4 --threads 2\n  nmt bench decode-beam --beam 5 --batch 32 --json results.jsonl"
     )]
     Bench(crate::bench::BenchArgs),
+    /// Experiments made of several training runs.
+    #[command(subcommand)]
+    Experiment(ExperimentCommand),
     /// Print a shell completion script.
     #[command(
         after_help = "Example:\n  nmt completions bash > ~/.local/share/bash-completion/completions/nmt"
@@ -85,6 +88,95 @@ pub enum CorpusCommand {
         #[arg(long, default_value = "corpora/multi30k")]
         dir: PathBuf,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExperimentCommand {
+    /// Train one model per LSTM depth under equal settings and compare perplexity, BLEU and
+    /// chrF (Sutskever et al. 2014: each added layer lowered perplexity by nearly 10 %).
+    #[command(
+        after_help = "Examples:\n  nmt experiment depth --preset smoke --out checkpoints/depth-smoke\n  nmt experiment depth --corpus multi30k --pair de-en --out checkpoints/depth-de-en\n  nmt experiment depth --corpus multi30k --out checkpoints/depth-sgd --optimizer sgd --lr 0.7 --schedule paper\n\nDepths take turns, one epoch each, so an unfinished sweep compares them at equal epochs;\neach stops on its own (--patience epochs without a better validation perplexity, or\n--max-epochs). Run the same command again to continue after a kill or Ctrl-C: stopped\ndepths are skipped and the others resume from their checkpoints (a larger --max-epochs\ntrains capped depths on). Writes DIR/experiment.json (the shared settings),\nDIR/tokenizer.json, DIR/depth-N/ (a run folder per depth, with evaluation.json and\ntest.hyp), DIR/results.json, DIR/results.md and DIR/depth.png + DIR/depth.svg."
+    )]
+    Depth(DepthArgs),
+}
+
+/// `nmt experiment depth`'s options; unset ones come from --preset.
+#[derive(Debug, Args)]
+pub struct DepthArgs {
+    /// Experiment folder (created; running again continues the sweep in it).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Defaults for every option below and the data (multi30k: Multi30k de-en; smoke:
+    /// corpora/toy).
+    #[arg(long, value_enum, default_value_t = crate::experiment::depth::Preset::Multi30k)]
+    pub preset: crate::experiment::depth::Preset,
+    /// Depths to train, comma-separated (default: the preset's, multi30k 1,2,3,4).
+    #[arg(long, value_delimiter = ',')]
+    pub layers: Option<Vec<usize>>,
+    /// Training source file (with --tgt-file and the validation and test files, instead of
+    /// --corpus).
+    #[arg(long)]
+    pub src_file: Option<PathBuf>,
+    #[arg(long)]
+    pub tgt_file: Option<PathBuf>,
+    #[arg(long)]
+    pub valid_src_file: Option<PathBuf>,
+    #[arg(long)]
+    pub valid_tgt_file: Option<PathBuf>,
+    #[arg(long)]
+    pub test_src_file: Option<PathBuf>,
+    #[arg(long)]
+    pub test_tgt_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub corpus: CorpusArgs,
+    /// LSTM cells per layer.
+    #[arg(long)]
+    pub hidden: Option<usize>,
+    /// Embedding size.
+    #[arg(long)]
+    pub emb: Option<usize>,
+    /// Size of the joint BPE vocabulary (one tokenizer for both sides, trained once).
+    #[arg(long)]
+    pub vocab_size: Option<usize>,
+    #[arg(long, value_enum)]
+    pub optimizer: Option<OptimizerKind>,
+    #[arg(long)]
+    pub lr: Option<f64>,
+    #[arg(long, value_enum)]
+    pub schedule: Option<Schedule>,
+    /// Plateau schedule: validations without a better perplexity before halving the rate.
+    #[arg(long)]
+    pub plateau_patience: Option<usize>,
+    #[arg(long)]
+    pub dropout: Option<f64>,
+    /// Initial forget-gate bias (0: the paper's uniform init).
+    #[arg(long)]
+    pub forget_bias: Option<f64>,
+    #[arg(long)]
+    pub clip_norm: Option<f64>,
+    /// Padded tokens (source + target) per batch.
+    #[arg(long)]
+    pub batch_tokens: Option<usize>,
+    /// A depth stops after this many epochs without a better validation perplexity.
+    #[arg(long)]
+    pub patience: Option<usize>,
+    /// A depth stops after this many epochs at most.
+    #[arg(long)]
+    pub max_epochs: Option<usize>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Beam width of the test translations.
+    #[arg(long)]
+    pub beam: Option<usize>,
+    /// CPU threads (0: all cores).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// cpu, cuda or metal.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// No progress lines.
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 /// Where parallel data comes from: explicit files, or a known corpus.
@@ -208,6 +300,10 @@ pub struct TrainArgs {
     /// Dropout on embeddings, between LSTM layers and on decoder outputs (training only).
     #[arg(long, default_value_t = 0.0)]
     pub dropout: f64,
+    /// Initial forget-gate bias of every LSTM layer (0: the paper's uniform init; 1 helps
+    /// deep stacks start learning).
+    #[arg(long, default_value_t = 0.0)]
+    pub forget_bias: f64,
     /// Label smoothing of the training loss.
     #[arg(long, default_value_t = 0.0)]
     pub label_smoothing: f64,

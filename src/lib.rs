@@ -17,6 +17,7 @@ pub mod config;
 pub mod data;
 pub mod device;
 pub mod error;
+pub mod experiment;
 pub mod hub;
 pub mod inference;
 pub mod loss;

@@ -51,7 +51,7 @@ pub fn read_curves(dir: &Path) -> Result<[Curve; 3]> {
 }
 
 /// Text in plotters needs a TrueType font; these are the usual places of DejaVu Sans.
-fn register_font() -> Result<()> {
+pub(crate) fn register_font() -> Result<()> {
     static FONT: OnceLock<Option<Vec<u8>>> = OnceLock::new();
     let font = FONT.get_or_init(|| {
         [

@@ -13,13 +13,14 @@ use anyhow::{bail, Context, Result};
 use clap::{CommandFactory, Parser};
 
 use nmt::cli::{
-    Cli, Command, CorpusArgs, CorpusCommand, EvalArgs, LogFormat, OutputFormat, PlotArgs,
-    ScoreArgs, SearchArgs, TrainArgs, TranslateArgs,
+    Cli, Command, CorpusArgs, CorpusCommand, DepthArgs, EvalArgs, ExperimentCommand, LogFormat,
+    OutputFormat, PlotArgs, ScoreArgs, SearchArgs, TrainArgs, TranslateArgs,
 };
 use nmt::config::{ModelConfig, OptimizerKind, Schedule, SearchConfig, TrainConfig};
 use nmt::data::corpus::{read_lines, read_parallel};
 use nmt::data::multi30k::{self, Multi30k};
 use nmt::device;
+use nmt::experiment::depth::{self, DepthSpec, Preset, Settings, SweepEnd, SweepFiles};
 use nmt::hub::{self, ModelRef};
 use nmt::inference::{sentence_nll, teacher_forced_nll, Translation, Translator};
 use nmt::metrics::{perplexity, Bleu, Chrf};
@@ -57,6 +58,7 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Corpus(CorpusCommand::Fetch { name, dir }) => cmd_fetch(&name, &dir),
+        Command::Experiment(ExperimentCommand::Depth(a)) => cmd_depth(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -247,6 +249,7 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
             seed: a.seed,
             max_len: a.max_len,
             dropout: a.dropout as f32,
+            forget_bias: a.forget_bias as f32,
             label_smoothing: a.label_smoothing,
             valid_every: a.valid_every,
             valid_bleu: a.valid_bleu,
@@ -280,15 +283,7 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
         command: std::env::args().collect::<Vec<_>>().join(" "),
     };
     spec.model.validate()?;
-    let interrupt = Arc::new(AtomicBool::new(false));
-    let flag = interrupt.clone();
-    // First Ctrl-C: stop at the next update with a checkpoint; a second one kills at once.
-    let _ = ctrlc::set_handler(move || {
-        if flag.swap(true, Ordering::SeqCst) {
-            std::process::exit(130);
-        }
-        eprintln!("\nnmt: interrupted; saving a checkpoint at the end of this update (Ctrl-C again to quit now)");
-    });
+    let interrupt = interrupt_flag();
     let started = Instant::now();
     let s = train::run(&spec, &dev, &interrupt)?;
     let say = |line: String| {
@@ -326,6 +321,146 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
         StopReason::MaxSteps | StopReason::Completed => {}
     }
     say(format!("model saved in {}", out.display()));
+    Ok(())
+}
+
+/// A flag raised by the first Ctrl-C (training stops at the next update with a
+/// checkpoint); a second Ctrl-C quits at once.
+fn interrupt_flag() -> Arc<AtomicBool> {
+    let interrupt = Arc::new(AtomicBool::new(false));
+    let flag = interrupt.clone();
+    let _ = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\nnmt: interrupted; saving a checkpoint at the end of this update (Ctrl-C again to quit now)");
+    });
+    interrupt
+}
+
+/// The train, validation and test files of a depth sweep: all six file flags, else
+/// --corpus, else the preset's data.
+fn depth_files(a: &DepthArgs) -> Result<SweepFiles> {
+    let given = [
+        &a.src_file,
+        &a.tgt_file,
+        &a.valid_src_file,
+        &a.valid_tgt_file,
+        &a.test_src_file,
+        &a.test_tgt_file,
+    ];
+    if given.iter().all(|f| f.is_some()) {
+        let f = |i: usize| given[i].clone().unwrap_or_default();
+        return Ok(SweepFiles {
+            train: (f(0), f(1)),
+            valid: (f(2), f(3)),
+            test: (f(4), f(5)),
+        });
+    }
+    if given.iter().any(|f| f.is_some()) {
+        bail!("give all six of --src-file --tgt-file --valid-src-file --valid-tgt-file --test-src-file --test-tgt-file, or none of them (and --corpus or --preset for the data)");
+    }
+    let corpus = match (&a.corpus.corpus, a.preset) {
+        (Some(_), _) => a.corpus.clone(),
+        (None, Preset::Multi30k) => CorpusArgs {
+            corpus: Some("multi30k".into()),
+            pair: a.corpus.pair.clone(),
+        },
+        (None, Preset::Smoke) => {
+            let f = |n: &str| PathBuf::from("corpora/toy").join(n);
+            if !f("train.de").is_file() {
+                bail!("--preset smoke trains on corpora/toy/, which is not in {}: run it from the nmt repository, or give the six file flags", std::env::current_dir().unwrap_or_default().display());
+            }
+            return Ok(SweepFiles {
+                train: (f("train.de"), f("train.en")),
+                valid: (f("valid.de"), f("valid.en")),
+                test: (f("test.de"), f("test.en")),
+            });
+        }
+    };
+    let Some((m, s, t)) = known_corpus(&corpus)? else {
+        bail!("give --corpus multi30k or the six file flags");
+    };
+    Ok(SweepFiles {
+        train: (m.file("train", &s), m.file("train", &t)),
+        valid: (m.file("val", &s), m.file("val", &t)),
+        test: (
+            m.file("test_2016_flickr", &s),
+            m.file("test_2016_flickr", &t),
+        ),
+    })
+}
+
+fn cmd_depth(a: DepthArgs) -> Result<()> {
+    device::set_threads(a.threads);
+    let dev = device::pick(&a.device)?;
+    let p = a.preset.values();
+    // Another optimizer brings its own usual rate and schedule unless they are given.
+    let (lr, schedule) = match a.optimizer {
+        Some(o) if o != p.train.optimizer => match o {
+            OptimizerKind::Sgd => (0.7, Schedule::Paper),
+            OptimizerKind::Adam => (0.002, Schedule::Plateau),
+        },
+        _ => (p.train.lr, p.train.schedule),
+    };
+    let train = TrainConfig {
+        optimizer: a.optimizer.unwrap_or(p.train.optimizer),
+        lr: a.lr.unwrap_or(lr),
+        schedule: a.schedule.unwrap_or(schedule),
+        plateau_patience: a.plateau_patience.unwrap_or(p.train.plateau_patience),
+        dropout: a.dropout.map_or(p.train.dropout, |d| d as f32),
+        forget_bias: a.forget_bias.map_or(p.train.forget_bias, |f| f as f32),
+        clip_norm: a.clip_norm.unwrap_or(p.train.clip_norm),
+        batch_tokens: a.batch_tokens.unwrap_or(p.train.batch_tokens),
+        patience: a.patience.unwrap_or(p.train.patience),
+        epochs: a.max_epochs.unwrap_or(p.train.epochs),
+        seed: a.seed.unwrap_or(p.train.seed),
+        ..p.train
+    };
+    if train.epochs == 0 {
+        bail!("--max-epochs must be at least 1");
+    }
+    let settings = Settings {
+        preset: a.preset.name().into(),
+        files: depth_files(&a)?,
+        vocab_size: a.vocab_size.unwrap_or(p.vocab_size),
+        emb: a.emb.unwrap_or(p.emb),
+        hidden: a.hidden.unwrap_or(p.hidden),
+        train,
+        beam: a.beam.unwrap_or(p.beam),
+    };
+    if settings.beam == 0 {
+        bail!("--beam must be at least 1");
+    }
+    let spec = DepthSpec {
+        settings,
+        depths: a.layers.clone().unwrap_or(p.depths),
+        out: a.out.clone(),
+        progress: !a.quiet,
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+    };
+    let interrupt = interrupt_flag();
+    let end = depth::run(&spec, &dev, &interrupt)?;
+    let md = std::fs::read_to_string(a.out.join("results.md")).unwrap_or_default();
+    let table: Vec<&str> = md
+        .lines()
+        .filter(|l| l.starts_with('|'))
+        .take(2 + spec.depths.len())
+        .collect();
+    println!("{}", table.join("\n"));
+    match end {
+        SweepEnd::Finished => println!(
+            "every depth has stopped; results in {}/results.md",
+            a.out.display()
+        ),
+        SweepEnd::Interrupted => {
+            println!(
+                "interrupted: progress saved in {}; run the same command again to continue",
+                a.out.display()
+            );
+            std::process::exit(130);
+        }
+    }
     Ok(())
 }
 

@@ -55,6 +55,28 @@ pub fn init_uniform(
     Ok(out)
 }
 
+/// Sets the forget-gate slice (PyTorch gate order i, f, g, o) of every LSTM layer's biases
+/// so that b_ih + b_hh = `value` there: b_ih gets `value`, b_hh zero.
+pub fn set_forget_bias(
+    cfg: &ModelConfig,
+    tensors: &mut HashMap<String, Tensor>,
+    value: f32,
+) -> Result<()> {
+    let h = cfg.hidden;
+    for side in ["encoder", "decoder"] {
+        for k in 0..cfg.layers {
+            for (kind, v) in [("ih", value), ("hh", 0.0)] {
+                let name = format!("{side}.bias_{kind}_l{k}");
+                let mut b = tensors[&name].to_vec1::<f32>()?;
+                b[h..2 * h].fill(v);
+                let t = Tensor::from_vec(b, 4 * h, tensors[&name].device())?;
+                tensors.insert(name, t);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Checks that `tensors` holds exactly what a model with `cfg` needs, as f32-convertible
 /// floats of the right shapes. The message names the first offending tensor.
 pub fn check(

@@ -314,7 +314,11 @@ pub fn run(spec: &TrainSpec, device: &Device, interrupt: &AtomicBool) -> Result<
                 target_tokens: 0,
                 train_secs: 0.0,
             };
-            (params::init_uniform(&cfg, tc.seed, device)?, None, st)
+            let mut weights = params::init_uniform(&cfg, tc.seed, device)?;
+            if tc.forget_bias != 0.0 {
+                params::set_forget_bias(&cfg, &mut weights, tc.forget_bias)?;
+            }
+            (weights, None, st)
         }
     };
     let (model, vars) = trainable(&cfg, tensors)?;

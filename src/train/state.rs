@@ -146,13 +146,17 @@ pub struct Checkpoint {
     pub optimizer: HashMap<String, Tensor>,
 }
 
-/// Reads the checkpoint in folder `path`.
-pub fn load(path: &Path, device: &Device) -> Result<Checkpoint> {
+/// Reads only the trainer state of the checkpoint in folder `path`.
+pub fn read_state(path: &Path) -> Result<TrainerState> {
     let state_path = path.join(STATE_FILE);
     let text = std::fs::read_to_string(&state_path).map_err(|e| Error::read(&state_path, e))?;
-    let state: TrainerState = serde_json::from_str(&text).map_err(|e| {
-        Error::checkpoint(&state_path, format!("is not a valid trainer state: {e}"))
-    })?;
+    serde_json::from_str(&text)
+        .map_err(|e| Error::checkpoint(&state_path, format!("is not a valid trainer state: {e}")))
+}
+
+/// Reads the checkpoint in folder `path`.
+pub fn load(path: &Path, device: &Device) -> Result<Checkpoint> {
+    let state = read_state(path)?;
     let read = |file: &str| {
         let p = path.join(file);
         candle_core::safetensors::load(&p, device)

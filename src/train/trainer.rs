@@ -211,6 +211,7 @@ impl Run<'_> {
         self.log.metrics(json!({
             "kind": "valid", "step": step, "epoch": self.state.epoch as f64, "valid_ppl": ppl,
             "valid_bleu": bleu, "best": improved, "lr_scale": self.state.validation.lr_scale,
+            "train_secs": self.state.train_secs,
         }))?;
         Ok(self.state.validation.should_stop(tc))
     }

@@ -1,0 +1,6 @@
+//! Experiments made of several training runs. `nmt experiment depth` trains one model per
+//! LSTM depth under equal settings and compares them (Sutskever et al. 2014: deeper is better).
+
+pub mod depth;
+pub mod depth_plot;
+pub mod results;

@@ -1,0 +1,234 @@
+//! `nmt experiment depth`: the smoke sweep writes its results, continues exactly after a
+//! kill or a raised epoch cap, skips stopped depths, and refuses mismatched settings and
+//! foreign folders without touching them.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use common::{ok, text};
+
+fn nmt() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_nmt"));
+    // The smoke preset reads corpora/toy relative to the working directory.
+    c.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("NMT_CORPORA")
+        .env_remove("NMT_TEST_SAVE_PAUSE_MS");
+    c
+}
+
+fn smoke(out: &Path, extra: &[&str]) -> Command {
+    let mut c = nmt();
+    c.args([
+        "experiment",
+        "depth",
+        "--preset",
+        "smoke",
+        "--quiet",
+        "--out",
+    ])
+    .arg(out)
+    .args(extra);
+    c
+}
+
+fn run(mut c: Command) -> Output {
+    c.output().unwrap()
+}
+
+fn results(out: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap()
+}
+
+/// What must not depend on how the sweep was split into calls: per depth the epochs,
+/// status, validation curve and test scores (not the timings).
+fn outcome(out: &Path) -> Vec<serde_json::Value> {
+    results(out)["depths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            serde_json::json!([
+                d["layers"],
+                d["epochs"],
+                d["status"],
+                d["valid_curve"],
+                d["best_valid_ppl"],
+                d["test"]
+            ])
+        })
+        .collect()
+}
+
+#[test]
+fn smoke_sweep_reports_every_depth_and_continues_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let full = tmp.path().join("full");
+    let stdout = ok(run(smoke(&full, &[])));
+    assert!(stdout.contains("| layers | parameters |"), "{stdout}");
+    let r = results(&full);
+    let depths = r["depths"].as_array().unwrap();
+    assert_eq!(depths.len(), 2);
+    for (d, layers) in depths.iter().zip([1, 2]) {
+        assert_eq!(d["layers"], layers);
+        assert_eq!(d["epochs"], 4);
+        assert_eq!(d["status"], "epoch cap");
+        assert_eq!(d["valid_curve"].as_array().unwrap().len(), 4);
+        let t = &d["test"];
+        assert!(t["test_ppl"].as_f64().unwrap() > 1.0, "{t}");
+        assert!(t["test_bleu"].as_f64().unwrap() >= 0.0);
+        assert_eq!(t["beam"], 5);
+        let hyps = std::fs::read_to_string(full.join(format!("depth-{layers}/test.hyp"))).unwrap();
+        assert_eq!(
+            hyps.lines().count(),
+            30,
+            "one translation per test sentence"
+        );
+    }
+    // The deeper model has more parameters; both share one tokenizer.
+    assert!(depths[1]["parameters"].as_u64() > depths[0]["parameters"].as_u64());
+    let md = std::fs::read_to_string(full.join("results.md")).unwrap();
+    assert!(
+        md.contains("Validation perplexity after each epoch"),
+        "{md}"
+    );
+    for pic in ["depth.png", "depth.svg"] {
+        assert!(
+            std::fs::metadata(full.join(pic)).unwrap().len() > 1000,
+            "{pic}"
+        );
+    }
+
+    // Two epochs first, then the cap raised to four: the same models as in one go.
+    let staged = tmp.path().join("staged");
+    ok(run(smoke(&staged, &["--max-epochs", "2"])));
+    assert!(results(&staged)["depths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|d| d["epochs"] == 2));
+    ok(run(smoke(&staged, &["--max-epochs", "4"])));
+    assert_eq!(outcome(&staged), outcome(&full));
+
+    // Run again: every depth has stopped, so nothing is trained or changed.
+    let metrics = full.join("depth-1/metrics.jsonl");
+    let before = std::fs::read(&metrics).unwrap();
+    ok(run(smoke(&full, &[])));
+    assert_eq!(std::fs::read(&metrics).unwrap(), before);
+    assert_eq!(outcome(&full), outcome(&tmp.path().join("full")));
+}
+
+#[test]
+fn a_killed_sweep_resumes_to_the_same_results() {
+    let tmp = tempfile::tempdir().unwrap();
+    let full = tmp.path().join("full");
+    ok(run(smoke(&full, &[])));
+
+    let cut = tmp.path().join("cut");
+    let mut c = smoke(&cut, &[]);
+    // Slow saves so the kill lands in the middle of the sweep (often inside a save).
+    c.env("NMT_TEST_SAVE_PAUSE_MS", "150");
+    let mut child = c.spawn().unwrap();
+    let started = Instant::now();
+    while !cut.join("depth-2/checkpoints").exists() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the sweep ended before it could be killed"
+        );
+        assert!(started.elapsed() < Duration::from_secs(60));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(
+        !cut.join("depth-2/evaluation.json").exists(),
+        "killed before depth 2 finished its first epoch"
+    );
+
+    ok(run(smoke(&cut, &[])));
+    assert_eq!(outcome(&cut), outcome(&full));
+}
+
+#[test]
+fn mismatched_settings_and_foreign_folders_are_refused_untouched() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("sweep");
+    ok(run(smoke(&out, &["--max-epochs", "1", "--layers", "1"])));
+    let settings = std::fs::read(out.join("experiment.json")).unwrap();
+
+    let o = run(smoke(
+        &out,
+        &["--max-epochs", "1", "--layers", "1", "--hidden", "48"],
+    ));
+    assert!(!o.status.success());
+    let err = text(&o.stderr);
+    assert!(err.contains("hidden was 32 and is now 48"), "{err}");
+    assert!(err.contains("choose another --out"), "{err}");
+    assert_eq!(
+        std::fs::read(out.join("experiment.json")).unwrap(),
+        settings
+    );
+    assert!(
+        !out.join("depth-1/config.json").exists() || {
+            let cfg = std::fs::read_to_string(out.join("depth-1/config.json")).unwrap();
+            cfg.contains("\"hidden\": 32")
+        }
+    );
+
+    // A folder that holds something else is not a sweep to continue.
+    let foreign = tmp.path().join("mine");
+    std::fs::create_dir_all(&foreign).unwrap();
+    std::fs::write(foreign.join("notes.txt"), "keep me").unwrap();
+    let o = run(smoke(&foreign, &[]));
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("holds no depth experiment"),
+        "{}",
+        text(&o.stderr)
+    );
+    let left: Vec<_> = std::fs::read_dir(&foreign).unwrap().collect();
+    assert_eq!(left.len(), 1, "nothing was added");
+
+    // Bad depths and half-given files fail before any work.
+    let fresh = tmp.path().join("fresh");
+    let o = run(smoke(&fresh, &["--layers", "1,0"]));
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("layers must be between 1 and 8"),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = run(smoke(&fresh, &["--src-file", "corpora/toy/train.de"]));
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("give all six of"),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = run(smoke(
+        &fresh,
+        &[
+            "--src-file",
+            "corpora/toy/train.de",
+            "--tgt-file",
+            "corpora/toy/missing.en",
+            "--valid-src-file",
+            "corpora/toy/valid.de",
+            "--valid-tgt-file",
+            "corpora/toy/valid.en",
+            "--test-src-file",
+            "corpora/toy/test.de",
+            "--test-tgt-file",
+            "corpora/toy/test.en",
+        ],
+    ));
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("missing.en"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(!fresh.exists(), "nothing was created for a failed start");
+}
