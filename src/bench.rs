@@ -11,6 +11,7 @@ use crate::config::{ModelConfig, OptimizerKind, SearchConfig, BOS_ID, EOS_ID};
 use crate::data::batch::{Batch, Example};
 use crate::error::{Error, Result};
 use crate::model::scorer::ModelScorer;
+use crate::model::step::DecodeWeights;
 use crate::model::{params, Seq2Seq};
 use crate::optim::Optimizer;
 use crate::rng::Rng;
@@ -196,7 +197,11 @@ pub fn run(a: &BenchArgs) -> Result<(String, serde_json::Value)> {
                 batch_size: a.batch,
                 ..SearchConfig::default()
             };
-            let scorer = ModelScorer::new(&model);
+            let fast = DecodeWeights::new(&model)?;
+            let scorer = ModelScorer {
+                fast: fast.as_ref(),
+                ..ModelScorer::new(&model)
+            };
             let mut times = Vec::new();
             for i in 0..a.warmup + a.steps {
                 let sources: Vec<Vec<u32>> = (0..a.batch)

@@ -8,6 +8,7 @@ use crate::config::SearchConfig;
 use crate::data::batch::{token_batches, Batch, Example};
 use crate::error::{Error, Result};
 use crate::model::scorer::ModelScorer;
+use crate::model::step::DecodeWeights;
 use crate::model::Seq2Seq;
 use crate::search::beam::beam_search;
 use crate::search::ensemble::Ensemble;
@@ -18,6 +19,8 @@ pub struct Member {
     pub name: String,
     pub model: Seq2Seq,
     pub src_tok: SubwordTokenizer,
+    /// The decoder laid out for CPU search steps, built once per model.
+    fast: Option<DecodeWeights>,
     /// Whether `src_tok` differs from the first member's (then sources are re-tokenized);
     /// decided once here, since comparing tokenizers serialises them.
     own_source_tokens: bool,
@@ -64,9 +67,11 @@ impl Translator {
             let own_source_tokens = members
                 .first()
                 .is_some_and(|first: &Member| !first.src_tok.same_as(&loaded.src_tok));
+            let model = loaded.model.detached();
             members.push(Member {
                 name,
-                model: loaded.model.detached(),
+                fast: DecodeWeights::new(&model)?,
+                model,
                 src_tok: loaded.src_tok,
                 own_source_tokens,
             });
@@ -99,6 +104,7 @@ impl Translator {
             .iter()
             .map(|m| ModelScorer {
                 model: &m.model,
+                fast: m.fast.as_ref(),
                 retokenize: m.own_source_tokens.then_some((&first.src_tok, &m.src_tok)),
             })
             .collect();

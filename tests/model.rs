@@ -14,8 +14,10 @@ use nmt::data::batch::{encode_sources, Batch, Example};
 use nmt::inference::Translator;
 use nmt::model::params;
 use nmt::model::scorer::ModelScorer;
+use nmt::model::step::DecodeWeights;
 use nmt::model::Seq2Seq;
 use nmt::search::beam::beam_search;
+use nmt::search::Scorer;
 use nmt::tokenizer::SubwordTokenizer;
 use nmt::train::{self, TrainSpec};
 
@@ -268,4 +270,47 @@ fn save_then_load_translates_identically() {
     .unwrap();
     assert_eq!(before, after);
     assert!(before.iter().any(|l| !l.is_empty()));
+}
+
+/// Search's CPU decoder step (plain Rust over re-laid weights) gives the tensor path's
+/// log-probabilities, also after beams are reordered, and the same translations.
+#[test]
+fn cpu_decode_steps_match_tensor_steps() {
+    let cfg = small_cfg(3, 40, 16, 24);
+    let (model, _) = trainable_model(&cfg, 7);
+    let model = model.detached();
+    let fast = DecodeWeights::new(&model).unwrap().expect("a CPU model");
+    let plain = ModelScorer::new(&model);
+    let cpu = ModelScorer {
+        fast: Some(&fast),
+        ..ModelScorer::new(&model)
+    };
+    let sources: [&[u32]; 3] = [&[5, 6, 7, 8], &[9, 10], &[11, 12, 13, 14, 15, 16]];
+    let (mut a, mut b) = (plain.start(&sources).unwrap(), cpu.start(&sources).unwrap());
+    let mut prev = vec![cfg.bos_id; 3];
+    for step in 0..4 {
+        let (lp_a, next_a) = plain.step(&a, &prev).unwrap();
+        let (lp_b, next_b) = cpu.step(&b, &prev).unwrap();
+        assert_eq!(lp_a.len(), 3 * cfg.tgt_vocab);
+        let worst = lp_a
+            .iter()
+            .zip(&lp_b)
+            .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        assert!(worst < 1e-5, "step {step}: largest difference {worst}");
+        // Reorder as a beam would: duplicate one row, drop another.
+        let rows = [2, 0, 0];
+        a = plain.reorder(&next_a, &rows).unwrap();
+        b = cpu.reorder(&next_b, &rows).unwrap();
+        prev = vec![(step * 7 % 40) as u32, 4, 39];
+    }
+    let search = SearchConfig {
+        beam: 4,
+        ..SearchConfig::default()
+    };
+    let want = beam_search(&plain, &sources, &search, cfg.bos_id, cfg.eos_id).unwrap();
+    let got = beam_search(&cpu, &sources, &search, cfg.bos_id, cfg.eos_id).unwrap();
+    for (w, g) in want.iter().zip(&got) {
+        assert_eq!(w[0].tokens, g[0].tokens);
+        assert!((w[0].score - g[0].score).abs() < 1e-4);
+    }
 }

@@ -7,7 +7,9 @@ pub mod kernels;
 pub mod lstm;
 pub mod lstm_op;
 pub mod params;
+pub mod rowdot;
 pub mod scorer;
+pub mod step;
 
 use std::collections::HashMap;
 

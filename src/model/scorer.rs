@@ -4,15 +4,18 @@
 use candle_core::Tensor;
 
 use super::lstm::LstmState;
+use super::step::{DecodeWeights, StepState};
 use super::Seq2Seq;
 use crate::data::batch::encode_sources;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::search::{log_softmax_rows, Scorer};
 use crate::tokenizer::SubwordTokenizer;
 
 /// Scores with one model (use `Seq2Seq::detached` weights: no autograd graph is built).
 pub struct ModelScorer<'a> {
     pub model: &'a Seq2Seq,
+    /// The decoder laid out for CPU steps (`DecodeWeights::new`); None: tensor ops.
+    pub fast: Option<&'a DecodeWeights>,
     /// For an ensemble member whose source tokenizer differs from the one that made the
     /// search's source ids: (the tokenizer that made them, this model's own). Byte-level BPE
     /// round-trips text exactly, so ids are decoded to text and encoded again.
@@ -23,15 +26,22 @@ impl<'a> ModelScorer<'a> {
     pub fn new(model: &'a Seq2Seq) -> Self {
         ModelScorer {
             model,
+            fast: None,
             retokenize: None,
         }
     }
 }
 
-impl Scorer for ModelScorer<'_> {
-    type State = LstmState;
+/// The decoder state between search steps.
+pub enum DecoderState {
+    Tensors(LstmState),
+    Cpu(StepState),
+}
 
-    fn start(&self, sources: &[&[u32]]) -> Result<LstmState> {
+impl Scorer for ModelScorer<'_> {
+    type State = DecoderState;
+
+    fn start(&self, sources: &[&[u32]]) -> Result<DecoderState> {
         let own: Vec<Vec<u32>>;
         let sources: Vec<&[u32]> = match self.retokenize {
             Some((from, to)) => {
@@ -44,22 +54,47 @@ impl Scorer for ModelScorer<'_> {
             None => sources.to_vec(),
         };
         let (src, mask) = encode_sources(&sources, &self.model.cfg, self.model.device())?;
-        self.model.encode(&src, mask.as_ref())
+        let state = self.model.encode(&src, mask.as_ref())?;
+        Ok(match self.fast {
+            Some(w) => DecoderState::Cpu(w.state_from(&state)?),
+            None => DecoderState::Tensors(state),
+        })
     }
 
-    fn step(&self, state: &LstmState, prev: &[u32]) -> Result<(Vec<f32>, LstmState)> {
-        let ids = Tensor::from_slice(prev, (1, prev.len()), self.model.device())?;
-        let (top, next) = self.model.decode(&ids, state)?;
-        let logits = self.model.project(&top.squeeze(0)?)?;
-        let mut out = logits.flatten_all()?.to_vec1::<f32>()?;
+    fn step(&self, state: &DecoderState, prev: &[u32]) -> Result<(Vec<f32>, DecoderState)> {
+        let (mut out, next) = match (state, self.fast) {
+            (DecoderState::Cpu(s), Some(w)) => {
+                let (logits, next) = w.step(s, prev);
+                (logits, DecoderState::Cpu(next))
+            }
+            (DecoderState::Tensors(s), _) => {
+                let ids = Tensor::from_slice(prev, (1, prev.len()), self.model.device())?;
+                let (top, next) = self.model.decode(&ids, s)?;
+                let logits = self.model.project(&top.squeeze(0)?)?;
+                (
+                    logits.flatten_all()?.to_vec1::<f32>()?,
+                    DecoderState::Tensors(next),
+                )
+            }
+            (DecoderState::Cpu(_), None) => {
+                return Err(Error::Config(
+                    "a CPU decoder state reached a scorer without CPU weights".into(),
+                ))
+            }
+        };
         log_softmax_rows(&mut out, self.model.cfg.tgt_vocab);
         Ok((out, next))
     }
 
-    fn reorder(&self, state: &LstmState, rows: &[usize]) -> Result<LstmState> {
-        let idx: Vec<u32> = rows.iter().map(|&r| r as u32).collect();
-        let idx = Tensor::from_vec(idx, rows.len(), self.model.device())?;
-        state.select_rows(&idx)
+    fn reorder(&self, state: &DecoderState, rows: &[usize]) -> Result<DecoderState> {
+        Ok(match state {
+            DecoderState::Cpu(s) => DecoderState::Cpu(s.select_rows(rows)),
+            DecoderState::Tensors(s) => {
+                let idx: Vec<u32> = rows.iter().map(|&r| r as u32).collect();
+                let idx = Tensor::from_vec(idx, rows.len(), self.model.device())?;
+                DecoderState::Tensors(s.select_rows(&idx)?)
+            }
+        })
     }
 
     fn vocab_size(&self) -> usize {

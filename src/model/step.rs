@@ -1,0 +1,176 @@
+//! One decoder step for search on the CPU, in plain Rust over weights laid out once per
+//! model: each LSTM layer's `[W_ih W_hh]` side by side with its summed biases, so a step is
+//! one `rowdot` product per layer plus the output layer, with no tensor bookkeeping.
+
+use candle_core::{DType, Device, Tensor};
+
+use super::kernels::{sigmoid, tanh};
+use super::lstm::LstmState;
+use super::rowdot::matmul_wt;
+use super::Seq2Seq;
+use crate::error::Result;
+
+/// One decoder layer: `w (4H, I + H)` = `[W_ih W_hh]`, `bias (4H)` = `b_ih + b_hh`.
+struct StepLayer {
+    w: Vec<f32>,
+    bias: Vec<f32>,
+    input: usize,
+}
+
+/// The decoder of a model, laid out for single steps (about the size of the decoder's
+/// weights again in memory).
+pub struct DecodeWeights {
+    hidden: usize,
+    vocab: usize,
+    emb: usize,
+    /// `(V, E)` target embeddings.
+    tgt_emb: Vec<f32>,
+    layers: Vec<StepLayer>,
+    /// `(V, H)` and `(V)`.
+    proj_w: Vec<f32>,
+    proj_b: Vec<f32>,
+}
+
+/// The decoder state of `rows` hypotheses: `h` and `c` are `(layers, rows, H)`.
+#[derive(Debug, Clone)]
+pub struct StepState {
+    pub rows: usize,
+    pub hidden: usize,
+    pub h: Vec<f32>,
+    pub c: Vec<f32>,
+}
+
+fn flat(t: &Tensor) -> Result<Vec<f32>> {
+    Ok(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
+}
+
+impl DecodeWeights {
+    /// The layout of `model`'s decoder, or None when the model is not on the CPU (other
+    /// devices keep using tensor ops).
+    pub fn new(model: &Seq2Seq) -> Result<Option<Self>> {
+        if !matches!(model.device(), Device::Cpu) {
+            return Ok(None);
+        }
+        let h = model.cfg.hidden;
+        let mut layers = Vec::new();
+        for l in &model.decoder.layers {
+            let (w_ih, w_hh) = (flat(&l.weight_ih)?, flat(&l.weight_hh)?);
+            let input = w_ih.len() / (4 * h);
+            let mut w = Vec::with_capacity(4 * h * (input + h));
+            for g in 0..4 * h {
+                w.extend_from_slice(&w_ih[g * input..(g + 1) * input]);
+                w.extend_from_slice(&w_hh[g * h..(g + 1) * h]);
+            }
+            let bias = flat(&l.bias_ih)?
+                .iter()
+                .zip(flat(&l.bias_hh)?)
+                .map(|(a, b)| a + b)
+                .collect();
+            layers.push(StepLayer { w, bias, input });
+        }
+        Ok(Some(DecodeWeights {
+            hidden: h,
+            vocab: model.cfg.tgt_vocab,
+            emb: model.cfg.emb,
+            tgt_emb: flat(&model.tgt_emb)?,
+            layers,
+            proj_w: flat(&model.proj_w)?,
+            proj_b: flat(&model.proj_b)?,
+        }))
+    }
+
+    /// The encoder's final state as a step state.
+    pub fn state_from(&self, s: &LstmState) -> Result<StepState> {
+        let rows = s.h.first().map_or(Ok(0), |t| t.dim(0))?;
+        let cat = |ts: &[candle_core::Tensor]| -> Result<Vec<f32>> {
+            let mut out = Vec::with_capacity(ts.len() * rows * self.hidden);
+            for t in ts {
+                out.extend(flat(t)?);
+            }
+            Ok(out)
+        };
+        Ok(StepState {
+            rows,
+            hidden: self.hidden,
+            h: cat(&s.h)?,
+            c: cat(&s.c)?,
+        })
+    }
+
+    /// Logits `(rows, V)` of the next token after `prev` (one id per row), and the new state.
+    pub fn step(&self, state: &StepState, prev: &[u32]) -> (Vec<f32>, StepState) {
+        let (rows, h) = (state.rows, self.hidden);
+        assert_eq!(prev.len(), rows, "one previous token per row");
+        let mut next = StepState {
+            rows,
+            hidden: h,
+            h: vec![0.0; state.h.len()],
+            c: vec![0.0; state.c.len()],
+        };
+        // Layer input: the embeddings of `prev`, then the layer below's new h.
+        let mut input: Vec<f32> = Vec::with_capacity(rows * self.emb);
+        for &id in prev {
+            let id = (id as usize).min(self.vocab - 1);
+            input.extend_from_slice(&self.tgt_emb[id * self.emb..(id + 1) * self.emb]);
+        }
+        let mut gates = vec![0f32; rows * 4 * h];
+        for (l, layer) in self.layers.iter().enumerate() {
+            let at = l * rows * h;
+            let (h0, c0) = (&state.h[at..at + rows * h], &state.c[at..at + rows * h]);
+            let k = layer.input + h;
+            let mut xh = Vec::with_capacity(rows * k);
+            for r in 0..rows {
+                xh.extend_from_slice(&input[r * layer.input..(r + 1) * layer.input]);
+                xh.extend_from_slice(&h0[r * h..(r + 1) * h]);
+            }
+            matmul_wt(&xh, rows, &layer.w, 4 * h, Some(&layer.bias), &mut gates);
+            let (h1, c1) = (
+                &mut next.h[at..at + rows * h],
+                &mut next.c[at..at + rows * h],
+            );
+            for r in 0..rows {
+                let g = &gates[r * 4 * h..(r + 1) * 4 * h];
+                for j in 0..h {
+                    let (i, f, z, o) = (g[j], g[h + j], g[2 * h + j], g[3 * h + j]);
+                    let c = sigmoid(f) * c0[r * h + j] + sigmoid(i) * tanh(z);
+                    c1[r * h + j] = c;
+                    h1[r * h + j] = sigmoid(o) * tanh(c);
+                }
+            }
+            input = h1.to_vec();
+        }
+        let mut logits = vec![0f32; rows * self.vocab];
+        matmul_wt(
+            &input,
+            rows,
+            &self.proj_w,
+            self.vocab,
+            Some(&self.proj_b),
+            &mut logits,
+        );
+        (logits, next)
+    }
+}
+
+impl StepState {
+    /// A state whose row i is row `rows[i]` of this one.
+    pub fn select_rows(&self, rows: &[usize]) -> StepState {
+        let (h, layers) = (self.hidden, self.h.len() / (self.rows * self.hidden).max(1));
+        let pick = |src: &[f32]| {
+            let mut out = Vec::with_capacity(layers * rows.len() * h);
+            for l in 0..layers {
+                for &r in rows {
+                    let at = (l * self.rows + r) * h;
+                    out.extend_from_slice(&src[at..at + h]);
+                }
+            }
+            out
+        };
+        StepState {
+            rows: rows.len(),
+            hidden: h,
+            h: pick(&self.h),
+            c: pick(&self.c),
+        }
+    }
+}
