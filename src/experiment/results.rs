@@ -165,8 +165,8 @@ pub fn markdown(r: &Results) -> String {
         "Command: `{}`  \n{} threads, {}\n\n",
         r.command, r.threads, r.nmt_version
     );
-    md += "| layers | parameters | status | epochs | best at epoch | time to best | tokens/s | best valid ppl | test ppl | test ppl vs previous depth | BLEU | chrF2 |\n";
-    md += "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+    md += "| layers | parameters | status | epochs | training time | best at epoch | time to best | tokens/s | best valid ppl | test ppl | test ppl vs previous depth | BLEU | chrF2 |\n";
+    md += "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
     let mut previous: Option<f64> = None;
     for d in &r.depths {
         let test_ppl = d.test.as_ref().map(|t| t.test_ppl);
@@ -176,11 +176,12 @@ pub fn markdown(r: &Results) -> String {
         };
         previous = test_ppl;
         md += &format!(
-            "| {} | {} | {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {} |\n",
             d.layers,
             count(d.parameters),
             d.status,
             d.epochs,
+            duration(d.train_secs),
             opt(d.best_epoch, 0),
             d.secs_to_best.map_or("-".into(), duration),
             d.tokens_per_sec,
@@ -191,7 +192,7 @@ pub fn markdown(r: &Results) -> String {
             opt(d.test.as_ref().map(|t| t.test_chrf), 2),
         );
     }
-    md += "\nTest scores are those of each depth's best checkpoint (lowest validation perplexity).\n\n## Validation perplexity after each epoch\n\n| epoch |";
+    md += "\nTraining time counts updates only (not validation or evaluation). Test scores are those of each depth's best checkpoint (lowest validation perplexity).\n\n## Validation perplexity after each epoch\n\n| epoch |";
     for d in &r.depths {
         md += &format!(
             " {} layer{} |",

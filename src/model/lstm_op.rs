@@ -1,12 +1,17 @@
 //! One LSTM layer as a single Candle custom op on the CPU: the whole time loop runs inside,
-//! one gemm per step for h . W_hh^T, and the backward pass is hand-written BPTT with one big
-//! gemm for dW_hh. `lstm::LstmLayer` falls back to plain Candle ops elsewhere (GPU).
+//! one `rowdot` product per step for h . W_hh^T (W_hh read in place, not repacked), the gate
+//! arithmetic split over the batch rows on every core with vectorised activations, and the
+//! backward pass is hand-written BPTT with one big gemm for dW_hh. `lstm::LstmLayer` falls back to plain Candle ops elsewhere (GPU).
 
 use std::sync::Arc;
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 
-use super::kernels::{cpu_f32, gemm, sigmoid, storage_f32, tanh, MatRef};
+use rayon::prelude::*;
+
+use super::kernels::{cpu_f32, gemm, lstm_cell, storage_f32, MatRef};
+use super::rowdot::matmul_wt;
+use super::vexp::tanh_in_place;
 
 /// The fused layer. Inputs: `xw (T, B, 4H)` = x . W_ih^T + b_ih + b_hh for every step,
 /// `w_hh (4H, H)`, `hc0 (2, B, H)` = [h0, c0].
@@ -44,56 +49,40 @@ impl LstmLayerOp {
         assert_eq!(hc0.len(), 2 * bh, "hc0 size");
         let mut out = vec![0f32; 6 * tbh];
         let (hc, gates) = out.split_at_mut(2 * tbh);
+        let (hs, cs) = hc.split_at_mut(tbh);
         let (h0, c0) = hc0.split_at(bh);
         for t in 0..t_len {
             let g_t = &mut gates[t * b_len * 4 * h..(t + 1) * b_len * 4 * h];
             g_t.copy_from_slice(&xw[t * b_len * 4 * h..(t + 1) * b_len * 4 * h]);
-            let h_prev = if t == 0 {
-                h0
+            let (h_done, h_rest) = hs.split_at_mut(t * bh);
+            let (c_done, c_rest) = cs.split_at_mut(t * bh);
+            let (h_prev, c_prev) = if t == 0 {
+                (h0, c0)
             } else {
-                &hc[(t - 1) * bh..t * bh]
+                (&h_done[(t - 1) * bh..], &c_done[(t - 1) * bh..])
             };
-            gemm(
-                b_len,
-                4 * h,
-                h,
-                g_t,
-                true,
-                MatRef::rows(h_prev, h),
-                MatRef::transposed(w_hh, h),
-            );
-            for b in 0..b_len {
-                let valid = self.valid(t, b);
-                let row = &mut g_t[b * 4 * h..(b + 1) * 4 * h];
-                for j in 0..h {
-                    let at = t * bh + b * h + j;
-                    let (hp, cp) = if t == 0 {
-                        (h0[b * h + j], c0[b * h + j])
+            // g_t += h_{t-1} . W_hh^T, reading W_hh in place (a gemm would repack it per step).
+            matmul_wt(h_prev, b_len, w_hh, 4 * h, None, g_t, true);
+            let rows = g_t
+                .par_chunks_mut(4 * h)
+                .zip(h_rest[..bh].par_chunks_mut(h))
+                .zip(
+                    c_rest[..bh]
+                        .par_chunks_mut(h)
+                        .zip(h_prev[..bh].par_chunks(h).zip(c_prev[..bh].par_chunks(h))),
+                )
+                .enumerate();
+            rows.with_min_len(8)
+                .for_each(|(b, ((g, h_t), (c_t, (hp, cp))))| {
+                    if self.valid(t, b) {
+                        lstm_cell(g, cp, c_t, h_t);
                     } else {
-                        (hc[at - bh], hc[tbh + at - bh])
-                    };
-                    if !valid {
-                        hc[at] = hp;
-                        hc[tbh + at] = cp;
-                        row[j] = 0.0;
-                        row[h + j] = 0.0;
-                        row[2 * h + j] = 0.0;
-                        row[3 * h + j] = 0.0;
-                        continue;
+                        // Padding: the state passes through; no gate is used.
+                        h_t.copy_from_slice(hp);
+                        c_t.copy_from_slice(cp);
+                        g.fill(0.0);
                     }
-                    let i = sigmoid(row[j]);
-                    let f = sigmoid(row[h + j]);
-                    let g = tanh(row[2 * h + j]);
-                    let o = sigmoid(row[3 * h + j]);
-                    let c = f * cp + i * g;
-                    hc[at] = o * tanh(c);
-                    hc[tbh + at] = c;
-                    row[j] = i;
-                    row[h + j] = f;
-                    row[2 * h + j] = g;
-                    row[3 * h + j] = o;
-                }
-            }
+                });
         }
         out
     }
@@ -118,44 +107,45 @@ impl LstmLayerOp {
         let mut d_gates = vec![0f32; t_len * b_len * 4 * h];
         let mut dh_next = vec![0f32; bh];
         let mut dc_next = vec![0f32; bh];
+        // W_hh^T (H, 4H), so dh_{t-1} = dgates_t . W_hh reads it row by row without repacking.
+        let mut w_hh_t = vec![0f32; 4 * h * h];
+        for g in 0..4 * h {
+            for j in 0..h {
+                w_hh_t[j * 4 * h + g] = w_hh[g * h + j];
+            }
+        }
         for t in (0..t_len).rev() {
             let dg_t = &mut d_gates[t * b_len * 4 * h..(t + 1) * b_len * 4 * h];
-            for b in 0..b_len {
-                let valid = self.valid(t, b);
-                let g_row = &gates[(t * b_len + b) * 4 * h..(t * b_len + b + 1) * 4 * h];
-                let dg_row = &mut dg_t[b * 4 * h..(b + 1) * 4 * h];
-                for j in 0..h {
-                    let at = t * bh + b * h + j;
-                    let dh = dh_ext[at] + dh_next[b * h + j];
-                    let dc_in = dc_ext[at] + dc_next[b * h + j];
-                    if !valid {
+            let g_t = &gates[t * b_len * 4 * h..(t + 1) * b_len * 4 * h];
+            let c_t = &cs[t * bh..(t + 1) * bh];
+            let c_prev = if t == 0 {
+                c0
+            } else {
+                &cs[(t - 1) * bh..t * bh]
+            };
+            let (dh_t, dc_t) = (&dh_ext[t * bh..(t + 1) * bh], &dc_ext[t * bh..(t + 1) * bh]);
+            dg_t.par_chunks_mut(4 * h)
+                .zip(dh_next.par_chunks_mut(h).zip(dc_next.par_chunks_mut(h)))
+                .zip(
+                    g_t.par_chunks(4 * h).zip(c_t.par_chunks(h)).zip(
+                        c_prev
+                            .par_chunks(h)
+                            .zip(dh_t.par_chunks(h).zip(dc_t.par_chunks(h))),
+                    ),
+                )
+                .enumerate()
+                .with_min_len(8)
+                .for_each(|(b, ((dg, (dhn, dcn)), ((g, c), (cp, (dhe, dce)))))| {
+                    if self.valid(t, b) {
+                        cell_backward(dg, dhn, dcn, g, c, cp, dhe, dce);
+                    } else {
                         // Padding passed the state through: so does its gradient.
-                        dh_next[b * h + j] = dh;
-                        dc_next[b * h + j] = dc_in;
-                        continue;
+                        dhn.iter_mut().zip(dhe).for_each(|(a, b)| *a += b);
+                        dcn.iter_mut().zip(dce).for_each(|(a, b)| *a += b);
                     }
-                    let cp = if t == 0 { c0[b * h + j] } else { cs[at - bh] };
-                    let (i, f, g, o) = (g_row[j], g_row[h + j], g_row[2 * h + j], g_row[3 * h + j]);
-                    let tc = tanh(cs[at]);
-                    let dc = dc_in + dh * o * (1.0 - tc * tc);
-                    dg_row[j] = dc * g * i * (1.0 - i);
-                    dg_row[h + j] = dc * cp * f * (1.0 - f);
-                    dg_row[2 * h + j] = dc * i * (1.0 - g * g);
-                    dg_row[3 * h + j] = dh * tc * o * (1.0 - o);
-                    dc_next[b * h + j] = dc * f;
-                    dh_next[b * h + j] = 0.0;
-                }
-            }
+                });
             // dh_{t-1} += dgates_t . W_hh   (B, 4H) x (4H, H)
-            gemm(
-                b_len,
-                h,
-                4 * h,
-                &mut dh_next,
-                true,
-                MatRef::rows(dg_t, 4 * h),
-                MatRef::rows(w_hh, h),
-            );
+            matmul_wt(dg_t, b_len, &w_hh_t, h, None, &mut dh_next, true);
         }
         // dW_hh = sum_t dgates_t^T . h_{t-1}: h0 for t = 0, then one gemm over all later steps.
         let mut d_w = vec![0f32; 4 * h * h];
@@ -240,5 +230,37 @@ impl CustomOp3 for LstmLayerOp {
             Some(Tensor::from_vec(d_w, (4 * h, h), dev)?),
             Some(Tensor::from_vec(d_hc0, (2, b_len, h), dev)?),
         ))
+    }
+}
+
+/// One row of one BPTT step. In: the activated gates `g (4H)`, the cell `c` and the previous
+/// cell `cp`, the gradients arriving from outside (`dhe`, `dce`) and from step t+1 (`dhn`,
+/// `dcn`). Out: the gate gradients `dg` (pre-activation), and in `dcn` the gradient for the
+/// previous cell; `dhn` is zeroed for the `dgates . W_hh` product to fill.
+#[allow(clippy::too_many_arguments)]
+fn cell_backward(
+    dg: &mut [f32],
+    dhn: &mut [f32],
+    dcn: &mut [f32],
+    g: &[f32],
+    c: &[f32],
+    cp: &[f32],
+    dhe: &[f32],
+    dce: &[f32],
+) {
+    let h = c.len();
+    let mut tc = c.to_vec();
+    tanh_in_place(&mut tc);
+    for j in 0..h {
+        let dh = dhe[j] + dhn[j];
+        let dc_in = dce[j] + dcn[j];
+        let (i, f, gg, o) = (g[j], g[h + j], g[2 * h + j], g[3 * h + j]);
+        let dc = dc_in + dh * o * (1.0 - tc[j] * tc[j]);
+        dg[j] = dc * gg * i * (1.0 - i);
+        dg[h + j] = dc * cp[j] * f * (1.0 - f);
+        dg[2 * h + j] = dc * i * (1.0 - gg * gg);
+        dg[3 * h + j] = dh * tc[j] * o * (1.0 - o);
+        dcn[j] = dc * f;
+        dhn[j] = 0.0;
     }
 }

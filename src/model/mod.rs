@@ -10,6 +10,7 @@ pub mod params;
 pub mod rowdot;
 pub mod scorer;
 pub mod step;
+pub mod vexp;
 
 use std::collections::HashMap;
 

@@ -7,9 +7,17 @@ use rayon::prelude::*;
 /// Weight rows per parallel task.
 const BLOCK: usize = 64;
 
-/// `out (m, n) = x (m, k) . w (n, k)ᵀ + bias (n)`, all row-major. Column blocks run in
-/// parallel when the product is large enough to pay for it.
-pub fn matmul_wt(x: &[f32], m: usize, w: &[f32], n: usize, bias: Option<&[f32]>, out: &mut [f32]) {
+/// `out (m, n) = [out +] x (m, k) . w (n, k)ᵀ [+ bias (n)]`, all row-major. Column blocks
+/// run in parallel when the product is large enough to pay for it.
+pub fn matmul_wt(
+    x: &[f32],
+    m: usize,
+    w: &[f32],
+    n: usize,
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+    accumulate: bool,
+) {
     let k = x.len().checked_div(m).unwrap_or(0);
     assert!(
         x.len() == m * k && w.len() == n * k,
@@ -23,60 +31,66 @@ pub fn matmul_wt(x: &[f32], m: usize, w: &[f32], n: usize, bias: Option<&[f32]>,
     if m == 0 || n == 0 {
         return;
     }
-    if m * n * k < 1 << 17 {
-        let mut block = vec![0f32; m * n];
-        columns(x, m, k, w, 0, n, &mut block);
-        scatter(&block, m, n, 0, n, bias, out);
-        return;
-    }
-    let blocks: Vec<(usize, Vec<f32>)> = (0..n.div_ceil(BLOCK))
-        .into_par_iter()
-        .map(|b| {
-            let (lo, hi) = (b * BLOCK, ((b + 1) * BLOCK).min(n));
-            let mut block = vec![0f32; m * (hi - lo)];
-            columns(x, m, k, w, lo, hi, &mut block);
-            (lo, block)
-        })
+    // Every task gets its own column range of every output row: disjoint borrows.
+    let block = if m * n * k < 1 << 17 { n } else { BLOCK };
+    let mut pieces: Vec<Vec<&mut [f32]>> = (0..n.div_ceil(block))
+        .map(|_| Vec::with_capacity(m))
         .collect();
-    for (lo, block) in blocks {
-        let hi = (lo + BLOCK).min(n);
-        scatter(&block, m, n, lo, hi, bias, out);
-    }
-}
-
-/// Copies a `(m, hi - lo)` block into columns `lo..hi` of `out (m, n)`, adding the bias.
-fn scatter(
-    block: &[f32],
-    m: usize,
-    n: usize,
-    lo: usize,
-    hi: usize,
-    bias: Option<&[f32]>,
-    out: &mut [f32],
-) {
-    let nb = hi - lo;
-    for r in 0..m {
-        let dst = &mut out[r * n + lo..r * n + hi];
-        dst.copy_from_slice(&block[r * nb..(r + 1) * nb]);
-        if let Some(b) = bias {
-            dst.iter_mut().zip(&b[lo..hi]).for_each(|(d, b)| *d += b);
+    for row in out.chunks_mut(n) {
+        for (b, piece) in row.chunks_mut(block).enumerate() {
+            pieces[b].push(piece);
         }
     }
+    let task = |(b, mut rows): (usize, Vec<&mut [f32]>)| {
+        let (lo, hi) = (b * block, ((b + 1) * block).min(n));
+        columns(x, m, k, w, lo, hi, &mut rows, accumulate);
+        if let Some(bias) = bias {
+            for row in rows.iter_mut() {
+                row.iter_mut().zip(&bias[lo..hi]).for_each(|(d, b)| *d += b);
+            }
+        }
+    };
+    if pieces.len() == 1 {
+        pieces.into_iter().enumerate().for_each(task);
+    } else {
+        pieces.into_par_iter().enumerate().for_each(task);
+    }
 }
 
-/// Columns `lo..hi` of `x . wᵀ` into `block (m, hi - lo)`.
-fn columns(x: &[f32], m: usize, k: usize, w: &[f32], lo: usize, hi: usize, block: &mut [f32]) {
+/// Columns `lo..hi` of `x . wᵀ` into `dst`, one `hi - lo` slice per row of `x`.
+#[allow(clippy::too_many_arguments)]
+fn columns(
+    x: &[f32],
+    m: usize,
+    k: usize,
+    w: &[f32],
+    lo: usize,
+    hi: usize,
+    dst: &mut [&mut [f32]],
+    acc: bool,
+) {
     #[cfg(target_arch = "x86_64")]
     if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
         // SAFETY: the CPU has the features the function is compiled for.
-        unsafe { avx::columns(x, m, k, w, lo, hi, block) };
+        unsafe { avx::columns(x, m, k, w, lo, hi, dst, acc) };
         return;
     }
     for r in 0..m {
         for c in lo..hi {
             let (xr, wr) = (&x[r * k..(r + 1) * k], &w[c * k..(c + 1) * k]);
-            block[r * (hi - lo) + c - lo] = xr.iter().zip(wr).map(|(a, b)| a * b).sum();
+            let v: f32 = xr.iter().zip(wr).map(|(a, b)| a * b).sum();
+            put(&mut dst[r][c - lo..c - lo + 1], &[v], acc);
         }
+    }
+}
+
+/// `slot = vals`, or `slot += vals` when accumulating.
+#[inline(always)]
+fn put(slot: &mut [f32], vals: &[f32], acc: bool) {
+    if acc {
+        slot.iter_mut().zip(vals).for_each(|(s, v)| *s += v);
+    } else {
+        slot.copy_from_slice(vals);
     }
 }
 
@@ -86,6 +100,7 @@ mod avx {
 
     /// Tiles of 3 x-rows by 4 w-rows keep 12 eight-lane accumulators in registers.
     #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
     pub unsafe fn columns(
         x: &[f32],
         m: usize,
@@ -93,9 +108,9 @@ mod avx {
         w: &[f32],
         lo: usize,
         hi: usize,
-        block: &mut [f32],
+        dst: &mut [&mut [f32]],
+        acc: bool,
     ) {
-        let nb = hi - lo;
         let xr = |r: usize| &x[r * k..(r + 1) * k];
         let wr = |c: usize| &w[c * k..(c + 1) * k];
         // Weight rows are taken in slices of about 16 KiB, which stay in L1 while every
@@ -116,19 +131,19 @@ mod avx {
                             [wr(c), wr(c + 1), wr(c + 2), wr(c + 3)],
                         );
                         for (i, row) in t.iter().enumerate() {
-                            block[(r + i) * nb + c - lo..][..4].copy_from_slice(row);
+                            super::put(&mut dst[r + i][c - lo..][..4], row, acc);
                         }
                     } else if cols == 4 {
                         for i in 0..rows {
                             let t =
                                 tile::<1, 4>([xr(r + i)], [wr(c), wr(c + 1), wr(c + 2), wr(c + 3)]);
-                            block[(r + i) * nb + c - lo..][..4].copy_from_slice(&t[0]);
+                            super::put(&mut dst[r + i][c - lo..][..4], &t[0], acc);
                         }
                     } else {
                         for i in 0..rows {
                             for j in 0..cols {
-                                block[(r + i) * nb + c + j - lo] =
-                                    tile::<1, 1>([xr(r + i)], [wr(c + j)])[0][0];
+                                let v = tile::<1, 1>([xr(r + i)], [wr(c + j)])[0][0];
+                                super::put(&mut dst[r + i][c + j - lo..c + j - lo + 1], &[v], acc);
                             }
                         }
                     }
@@ -292,7 +307,7 @@ mod tests {
                 .collect();
             let b: Vec<f32> = (0..n).map(|i| i as f32 * 0.01).collect();
             let mut out = vec![f32::NAN; m * n];
-            matmul_wt(&x, m, &w, n, Some(&b), &mut out);
+            matmul_wt(&x, m, &w, n, Some(&b), &mut out, false);
             let want = naive(&x, m, &w, n, Some(&b));
             for (i, (a, e)) in out.iter().zip(&want).enumerate() {
                 assert!(

@@ -4,7 +4,9 @@
 
 use candle_core::{DType, Device, Tensor};
 
-use super::kernels::{sigmoid, tanh};
+use rayon::prelude::*;
+
+use super::kernels::lstm_cell;
 use super::lstm::LstmState;
 use super::rowdot::matmul_wt;
 use super::Seq2Seq;
@@ -123,19 +125,32 @@ impl DecodeWeights {
                 xh.extend_from_slice(&input[r * layer.input..(r + 1) * layer.input]);
                 xh.extend_from_slice(&h0[r * h..(r + 1) * h]);
             }
-            matmul_wt(&xh, rows, &layer.w, 4 * h, Some(&layer.bias), &mut gates);
+            matmul_wt(
+                &xh,
+                rows,
+                &layer.w,
+                4 * h,
+                Some(&layer.bias),
+                &mut gates,
+                false,
+            );
             let (h1, c1) = (
                 &mut next.h[at..at + rows * h],
                 &mut next.c[at..at + rows * h],
             );
-            for r in 0..rows {
-                let g = &gates[r * 4 * h..(r + 1) * 4 * h];
-                for j in 0..h {
-                    let (i, f, z, o) = (g[j], g[h + j], g[2 * h + j], g[3 * h + j]);
-                    let c = sigmoid(f) * c0[r * h + j] + sigmoid(i) * tanh(z);
-                    c1[r * h + j] = c;
-                    h1[r * h + j] = sigmoid(o) * tanh(c);
-                }
+            if rows * h >= 4096 {
+                gates
+                    .par_chunks_mut(4 * h)
+                    .zip(c0.par_chunks(h))
+                    .zip(c1.par_chunks_mut(h).zip(h1.par_chunks_mut(h)))
+                    .with_min_len(8)
+                    .for_each(|((g, c0), (c1, h1))| lstm_cell(g, c0, c1, h1));
+            } else {
+                gates
+                    .chunks_mut(4 * h)
+                    .zip(c0.chunks(h))
+                    .zip(c1.chunks_mut(h).zip(h1.chunks_mut(h)))
+                    .for_each(|((g, c0), (c1, h1))| lstm_cell(g, c0, c1, h1));
             }
             input = h1.to_vec();
         }
@@ -147,6 +162,7 @@ impl DecodeWeights {
             self.vocab,
             Some(&self.proj_b),
             &mut logits,
+            false,
         );
         (logits, next)
     }
