@@ -386,7 +386,8 @@ pub fn run(spec: &DepthSpec, device: &Device, interrupt: &AtomicBool) -> Result<
                 continue;
             }
             if interrupt.load(Ordering::SeqCst) {
-                report(spec, device, &tok, &say)?;
+                // No test evaluation after Ctrl-C: the user is waiting for the exit.
+                results::write_all(spec)?;
                 return Ok(SweepEnd::Interrupted);
             }
             say(format!(
@@ -405,7 +406,8 @@ pub fn run(spec: &DepthSpec, device: &Device, interrupt: &AtomicBool) -> Result<
                 ))
             })?;
             if summary.reason == StopReason::Interrupted {
-                report(spec, device, &tok, &say)?;
+                // No test evaluation after Ctrl-C: the user is waiting for the exit.
+                results::write_all(spec)?;
                 return Ok(SweepEnd::Interrupted);
             }
             // A finished call must have reached `target` epochs or stopped the depth.
