@@ -152,6 +152,45 @@ fn a_killed_sweep_resumes_to_the_same_results() {
 }
 
 #[test]
+fn ctrl_c_saves_and_the_same_command_continues() {
+    let tmp = tempfile::tempdir().unwrap();
+    let full = tmp.path().join("full");
+    ok(run(smoke(&full, &[])));
+
+    let cut = tmp.path().join("cut");
+    let mut c = smoke(&cut, &[]);
+    c.env("NMT_TEST_SAVE_PAUSE_MS", "150")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = c.spawn().unwrap();
+    let started = Instant::now();
+    while !cut.join("depth-2/checkpoints").exists() {
+        assert!(started.elapsed() < Duration::from_secs(60));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stdout).contains("run the same command again"),
+        "{}",
+        text(&o.stdout)
+    );
+    assert!(
+        cut.join("results.md").exists(),
+        "the results so far are written"
+    );
+
+    ok(run(smoke(&cut, &[])));
+    assert_eq!(outcome(&cut), outcome(&full));
+}
+
+#[test]
 fn mismatched_settings_and_foreign_folders_are_refused_untouched() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("sweep");
