@@ -117,14 +117,19 @@ pub struct DepthArgs {
     /// --corpus).
     #[arg(long)]
     pub src_file: Option<PathBuf>,
+    /// Training target file, line-aligned with --src-file.
     #[arg(long)]
     pub tgt_file: Option<PathBuf>,
+    /// Validation source file (perplexity after every epoch picks each depth's best model).
     #[arg(long)]
     pub valid_src_file: Option<PathBuf>,
+    /// Validation target file.
     #[arg(long)]
     pub valid_tgt_file: Option<PathBuf>,
+    /// Test source file (perplexity, BLEU and chrF of each depth's best model).
     #[arg(long)]
     pub test_src_file: Option<PathBuf>,
+    /// Test target file.
     #[arg(long)]
     pub test_tgt_file: Option<PathBuf>,
     #[command(flatten)]
@@ -138,20 +143,26 @@ pub struct DepthArgs {
     /// Size of the joint BPE vocabulary (one tokenizer for both sides, trained once).
     #[arg(long)]
     pub vocab_size: Option<usize>,
+    /// sgd or adam (another optimizer than the preset's brings its usual lr and schedule:
+    /// sgd 0.7 with the paper's halving, adam 0.002 halved on plateaus).
     #[arg(long, value_enum)]
     pub optimizer: Option<OptimizerKind>,
+    /// Learning rate.
     #[arg(long)]
     pub lr: Option<f64>,
+    /// Learning-rate schedule.
     #[arg(long, value_enum)]
     pub schedule: Option<Schedule>,
     /// Plateau schedule: validations without a better perplexity before halving the rate.
     #[arg(long)]
     pub plateau_patience: Option<usize>,
+    /// Dropout on embeddings, between layers and on decoder outputs.
     #[arg(long)]
     pub dropout: Option<f64>,
     /// Initial forget-gate bias (0: the paper's uniform init).
     #[arg(long)]
     pub forget_bias: Option<f64>,
+    /// Clip the global gradient norm to this.
     #[arg(long)]
     pub clip_norm: Option<f64>,
     /// Padded tokens (source + target) per batch.
@@ -163,6 +174,7 @@ pub struct DepthArgs {
     /// A depth stops after this many epochs at most.
     #[arg(long)]
     pub max_epochs: Option<usize>,
+    /// Seed of weights, data order and dropout (the same for every depth).
     #[arg(long)]
     pub seed: Option<u64>,
     /// Beam width of the test translations.
