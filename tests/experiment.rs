@@ -239,6 +239,24 @@ fn mismatched_settings_and_foreign_folders_are_refused_untouched() {
         "{}",
         text(&o.stderr)
     );
+    for (flags, says) in [
+        (["--max-epochs", "0"], "--max-epochs must be at least 1"),
+        (["--beam", "0"], "--beam must be at least 1"),
+    ] {
+        let o = run(smoke(&fresh, &flags));
+        assert!(!o.status.success());
+        assert!(text(&o.stderr).contains(says), "{}", text(&o.stderr));
+    }
+    // The smoke preset's data is found relative to the repository.
+    let mut elsewhere = smoke(&fresh, &[]);
+    elsewhere.current_dir(tmp.path());
+    let o = run(elsewhere);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("run it from the nmt repository"),
+        "{}",
+        text(&o.stderr)
+    );
     let o = run(smoke(&fresh, &["--src-file", "corpora/toy/train.de"]));
     assert!(!o.status.success());
     assert!(

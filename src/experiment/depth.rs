@@ -185,18 +185,17 @@ pub fn progress(dir: &Path) -> Result<Option<Progress>> {
 impl Settings {
     /// True when a depth at `p` has stopped: patience used up or the epoch cap reached.
     pub fn stopped(&self, p: &Progress) -> bool {
-        let tc = &self.train;
-        (tc.patience > 0 && p.since_best >= tc.patience) || p.epochs >= tc.epochs
+        self.status(Some(p)) != "training"
     }
 
-    /// Why a stopped depth stopped, in words for the results table.
+    /// Where a depth stands, in words for the results table: not started, training,
+    /// converged (patience used up) or epoch cap.
     pub fn status(&self, p: Option<&Progress>) -> &'static str {
+        let tc = &self.train;
         match p {
             None => "not started",
-            Some(p) if self.train.patience > 0 && p.since_best >= self.train.patience => {
-                "converged"
-            }
-            Some(p) if p.epochs >= self.train.epochs => "epoch cap",
+            Some(p) if tc.patience > 0 && p.since_best >= tc.patience => "converged",
+            Some(p) if p.epochs >= tc.epochs => "epoch cap",
             Some(_) => "training",
         }
     }

@@ -249,17 +249,21 @@ fn cell_backward(
     dce: &[f32],
 ) {
     let h = c.len();
-    let mut tc = c.to_vec();
-    tanh_in_place(&mut tc);
+    // tanh(c) goes into dg's output-gate slot, which element j overwrites only after reading
+    // it (no buffer per row and step).
+    let tc = &mut dg[3 * h..];
+    tc.copy_from_slice(c);
+    tanh_in_place(tc);
     for j in 0..h {
         let dh = dhe[j] + dhn[j];
         let dc_in = dce[j] + dcn[j];
         let (i, f, gg, o) = (g[j], g[h + j], g[2 * h + j], g[3 * h + j]);
-        let dc = dc_in + dh * o * (1.0 - tc[j] * tc[j]);
+        let tc = dg[3 * h + j];
+        let dc = dc_in + dh * o * (1.0 - tc * tc);
         dg[j] = dc * gg * i * (1.0 - i);
         dg[h + j] = dc * cp[j] * f * (1.0 - f);
         dg[2 * h + j] = dc * i * (1.0 - gg * gg);
-        dg[3 * h + j] = dh * tc[j] * o * (1.0 - o);
+        dg[3 * h + j] = dh * tc * o * (1.0 - o);
         dcn[j] = dc * f;
         dhn[j] = 0.0;
     }
