@@ -62,8 +62,8 @@ impl Scorer for HashScorer {
             })
             .collect())
     }
-    fn step(&self, state: &Vec<Row>, prev: &[u32]) -> Result<(Vec<f32>, Vec<Row>)> {
-        let mut out = Vec::new();
+    fn step(&self, state: &Vec<Row>, prev: &[u32], out: &mut Vec<f32>) -> Result<Vec<Row>> {
+        out.clear();
         let mut next = Vec::new();
         for (row, &p) in state.iter().zip(prev) {
             let mut hist = row.hist.clone();
@@ -76,7 +76,7 @@ impl Scorer for HashScorer {
                 hist,
             });
         }
-        Ok((out, next))
+        Ok(next)
     }
     fn reorder(&self, state: &Vec<Row>, rows: &[usize]) -> Result<Vec<Row>> {
         Ok(rows.iter().map(|&r| state[r].clone()).collect())
@@ -241,8 +241,8 @@ impl Scorer for Trap {
     fn start(&self, sources: &[&[u32]]) -> Result<Self::State> {
         Ok(vec![vec![]; sources.len()])
     }
-    fn step(&self, state: &Self::State, prev: &[u32]) -> Result<(Vec<f32>, Self::State)> {
-        let mut out = Vec::new();
+    fn step(&self, state: &Self::State, prev: &[u32], out: &mut Vec<f32>) -> Result<Self::State> {
+        out.clear();
         let mut next = Vec::new();
         for (h, &p) in state.iter().zip(prev) {
             let mut h = h.clone();
@@ -257,7 +257,7 @@ impl Scorer for Trap {
             out.extend(probs.iter().map(|p| p.ln()));
             next.push(h);
         }
-        Ok((out, next))
+        Ok(next)
     }
     fn reorder(&self, state: &Self::State, rows: &[usize]) -> Result<Self::State> {
         Ok(rows.iter().map(|&r| state[r].clone()).collect())
@@ -308,7 +308,8 @@ fn ensemble_averages_log_probabilities() {
     let b = HashScorer { vocab: 6, salt: 1 };
     let mixed = Ensemble::new(vec![HashScorer::new(6), HashScorer { vocab: 6, salt: 1 }]).unwrap();
     let st = mixed.start(&[&src]).unwrap();
-    let (lp, _) = mixed.step(&st, &[BOS]).unwrap();
+    let mut lp = Vec::new();
+    mixed.step(&st, &[BOS], &mut lp).unwrap();
     let (own, other) = (a.log_probs(&src, &[]), b.log_probs(&src, &[]));
     assert!(own != other);
     for v in 0..6 {

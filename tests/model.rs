@@ -273,7 +273,8 @@ fn save_then_load_translates_identically() {
 }
 
 /// Search's CPU decoder step (plain Rust over re-laid weights) gives the tensor path's
-/// log-probabilities, also after beams are reordered, and the same translations.
+/// log-probabilities, also after beams are reordered, and the same translations: with a few
+/// rows (dot-product kernel) and with many (packed panels, plus a partial tile of rows).
 #[test]
 fn cpu_decode_steps_match_tensor_steps() {
     let cfg = small_cfg(3, 40, 16, 24);
@@ -285,32 +286,46 @@ fn cpu_decode_steps_match_tensor_steps() {
         fast: Some(&fast),
         ..ModelScorer::new(&model)
     };
-    let sources: [&[u32]; 3] = [&[5, 6, 7, 8], &[9, 10], &[11, 12, 13, 14, 15, 16]];
-    let (mut a, mut b) = (plain.start(&sources).unwrap(), cpu.start(&sources).unwrap());
-    let mut prev = vec![cfg.bos_id; 3];
-    for step in 0..4 {
-        let (lp_a, next_a) = plain.step(&a, &prev).unwrap();
-        let (lp_b, next_b) = cpu.step(&b, &prev).unwrap();
-        assert_eq!(lp_a.len(), 3 * cfg.tgt_vocab);
-        let worst = lp_a
-            .iter()
-            .zip(&lp_b)
-            .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
-        assert!(worst < 1e-5, "step {step}: largest difference {worst}");
-        // Reorder as a beam would: duplicate one row, drop another.
-        let rows = [2, 0, 0];
-        a = plain.reorder(&next_a, &rows).unwrap();
-        b = cpu.reorder(&next_b, &rows).unwrap();
-        prev = vec![(step * 7 % 40) as u32, 4, 39];
-    }
-    let search = SearchConfig {
-        beam: 4,
-        ..SearchConfig::default()
-    };
-    let want = beam_search(&plain, &sources, &search, cfg.bos_id, cfg.eos_id).unwrap();
-    let got = beam_search(&cpu, &sources, &search, cfg.bos_id, cfg.eos_id).unwrap();
-    for (w, g) in want.iter().zip(&got) {
-        assert_eq!(w[0].tokens, g[0].tokens);
-        assert!((w[0].score - g[0].score).abs() < 1e-4);
+    for n in [3, 9] {
+        let owned: Vec<Vec<u32>> = (0..n)
+            .map(|i| {
+                (0..2 + i % 5)
+                    .map(|j| (5 + 3 * i + j) as u32 % 40)
+                    .collect()
+            })
+            .collect();
+        let sources: Vec<&[u32]> = owned.iter().map(|s| s.as_slice()).collect();
+        let (mut a, mut b) = (plain.start(&sources).unwrap(), cpu.start(&sources).unwrap());
+        let mut prev = vec![cfg.bos_id; n];
+        let (mut lp_a, mut lp_b) = (Vec::new(), Vec::new());
+        for step in 0..4 {
+            let next_a = plain.step(&a, &prev, &mut lp_a).unwrap();
+            let next_b = cpu.step(&b, &prev, &mut lp_b).unwrap();
+            assert_eq!(lp_a.len(), n * cfg.tgt_vocab);
+            assert_eq!(lp_b.len(), n * cfg.tgt_vocab);
+            let worst = lp_a
+                .iter()
+                .zip(&lp_b)
+                .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+            assert!(
+                worst < 1e-5,
+                "{n} rows, step {step}: largest difference {worst}"
+            );
+            // Reorder as a beam would: duplicate one row, drop another.
+            let rows: Vec<usize> = (0..n).map(|i| if i == 0 { n - 1 } else { i - 1 }).collect();
+            a = plain.reorder(&next_a, &rows).unwrap();
+            b = cpu.reorder(&next_b, &rows).unwrap();
+            prev = (0..n).map(|i| ((step * 7 + i * 5) % 40) as u32).collect();
+        }
+        let search = SearchConfig {
+            beam: 4,
+            ..SearchConfig::default()
+        };
+        let want = beam_search(&plain, &sources, &search, cfg.bos_id, cfg.eos_id).unwrap();
+        let got = beam_search(&cpu, &sources, &search, cfg.bos_id, cfg.eos_id).unwrap();
+        for (w, g) in want.iter().zip(&got) {
+            assert_eq!(w[0].tokens, g[0].tokens);
+            assert!((w[0].score - g[0].score).abs() < 1e-4);
+        }
     }
 }

@@ -6,6 +6,7 @@ pub mod dropout;
 pub mod kernels;
 pub mod lstm;
 pub mod lstm_op;
+pub mod packed;
 pub mod params;
 pub mod rowdot;
 pub mod scorer;

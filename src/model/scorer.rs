@@ -61,20 +61,15 @@ impl Scorer for ModelScorer<'_> {
         })
     }
 
-    fn step(&self, state: &DecoderState, prev: &[u32]) -> Result<(Vec<f32>, DecoderState)> {
-        let (mut out, next) = match (state, self.fast) {
-            (DecoderState::Cpu(s), Some(w)) => {
-                let (logits, next) = w.step(s, prev);
-                (logits, DecoderState::Cpu(next))
-            }
+    fn step(&self, state: &DecoderState, prev: &[u32], out: &mut Vec<f32>) -> Result<DecoderState> {
+        let next = match (state, self.fast) {
+            (DecoderState::Cpu(s), Some(w)) => DecoderState::Cpu(w.step(s, prev, out)),
             (DecoderState::Tensors(s), _) => {
                 let ids = Tensor::from_slice(prev, (1, prev.len()), self.model.device())?;
                 let (top, next) = self.model.decode(&ids, s)?;
                 let logits = self.model.project(&top.squeeze(0)?)?;
-                (
-                    logits.flatten_all()?.to_vec1::<f32>()?,
-                    DecoderState::Tensors(next),
-                )
+                *out = logits.flatten_all()?.to_vec1::<f32>()?;
+                DecoderState::Tensors(next)
             }
             (DecoderState::Cpu(_), None) => {
                 return Err(Error::Config(
@@ -82,8 +77,8 @@ impl Scorer for ModelScorer<'_> {
                 ))
             }
         };
-        log_softmax_rows(&mut out, self.model.cfg.tgt_vocab);
-        Ok((out, next))
+        log_softmax_rows(out, self.model.cfg.tgt_vocab);
+        Ok(next)
     }
 
     fn reorder(&self, state: &DecoderState, rows: &[usize]) -> Result<DecoderState> {

@@ -8,29 +8,60 @@ use rayon::prelude::*;
 
 use super::kernels::lstm_cell;
 use super::lstm::LstmState;
+use super::packed::PackedWt;
 use super::rowdot::matmul_wt;
 use super::Seq2Seq;
 use crate::error::Result;
 
-/// One decoder layer: `w (4H, I + H)` = `[W_ih W_hh]`, `bias (4H)` = `b_ih + b_hh`.
-struct StepLayer {
+/// Rows from which a product uses the packed panels rather than `rowdot`.
+const PACKED_FROM_ROWS: usize = 6;
+
+/// `x . wᵀ + bias` for any number of rows: `w (n, k)` row-major for a few rows (beam search
+/// of one sentence) and packed into panels for many (batches).
+struct StepMatrix {
     w: Vec<f32>,
+    packed: PackedWt,
+    n: usize,
     bias: Vec<f32>,
-    input: usize,
 }
 
-/// The decoder of a model, laid out for single steps (about the size of the decoder's
-/// weights again in memory).
+impl StepMatrix {
+    fn new(w: Vec<f32>, n: usize, bias: Vec<f32>) -> Self {
+        let packed = PackedWt::new(&w, n, w.len() / n.max(1));
+        StepMatrix { w, packed, n, bias }
+    }
+
+    /// `out (rows, n) = x (rows, k) . wᵀ + bias`, the rows of `x` given in two blocks side
+    /// by side, `[x.0 | x.1]`.
+    fn apply(&self, x: (&[f32], &[f32]), rows: usize, out: &mut [f32]) {
+        if rows >= PACKED_FROM_ROWS {
+            self.packed.matmul(x, rows, Some(&self.bias), out, false);
+        } else {
+            // A few rows: joining the blocks costs little.
+            let ka = x.0.len().checked_div(rows).unwrap_or(0);
+            let kb = x.1.len().checked_div(rows).unwrap_or(0);
+            let mut joined = Vec::with_capacity(x.0.len() + x.1.len());
+            for r in 0..rows {
+                joined.extend_from_slice(&x.0[r * ka..(r + 1) * ka]);
+                joined.extend_from_slice(&x.1[r * kb..(r + 1) * kb]);
+            }
+            matmul_wt(&joined, rows, &self.w, self.n, Some(&self.bias), out, false);
+        }
+    }
+}
+
+/// The decoder of a model, laid out for single steps (about twice the size of the decoder's
+/// weights again in memory: row-major and packed).
 pub struct DecodeWeights {
     hidden: usize,
     vocab: usize,
     emb: usize,
     /// `(V, E)` target embeddings.
     tgt_emb: Vec<f32>,
-    layers: Vec<StepLayer>,
+    /// Per decoder layer: `w (4H, I + H)` = `[W_ih W_hh]`, `bias (4H)` = `b_ih + b_hh`.
+    layers: Vec<StepMatrix>,
     /// `(V, H)` and `(V)`.
-    proj_w: Vec<f32>,
-    proj_b: Vec<f32>,
+    proj: StepMatrix,
 }
 
 /// The decoder state of `rows` hypotheses: `h` and `c` are `(layers, rows, H)`.
@@ -68,7 +99,7 @@ impl DecodeWeights {
                 .zip(flat(&l.bias_hh)?)
                 .map(|(a, b)| a + b)
                 .collect();
-            layers.push(StepLayer { w, bias, input });
+            layers.push(StepMatrix::new(w, 4 * h, bias));
         }
         Ok(Some(DecodeWeights {
             hidden: h,
@@ -76,8 +107,11 @@ impl DecodeWeights {
             emb: model.cfg.emb,
             tgt_emb: flat(&model.tgt_emb)?,
             layers,
-            proj_w: flat(&model.proj_w)?,
-            proj_b: flat(&model.proj_b)?,
+            proj: StepMatrix::new(
+                flat(&model.proj_w)?,
+                model.cfg.tgt_vocab,
+                flat(&model.proj_b)?,
+            ),
         }))
     }
 
@@ -99,8 +133,9 @@ impl DecodeWeights {
         })
     }
 
-    /// Logits `(rows, V)` of the next token after `prev` (one id per row), and the new state.
-    pub fn step(&self, state: &StepState, prev: &[u32]) -> (Vec<f32>, StepState) {
+    /// The new state, and in `logits` (resized, old contents overwritten) the logits
+    /// `(rows, V)` of the next token after `prev` (one id per row).
+    pub fn step(&self, state: &StepState, prev: &[u32], logits: &mut Vec<f32>) -> StepState {
         let (rows, h) = (state.rows, self.hidden);
         assert_eq!(prev.len(), rows, "one previous token per row");
         let mut next = StepState {
@@ -109,36 +144,26 @@ impl DecodeWeights {
             h: vec![0.0; state.h.len()],
             c: vec![0.0; state.c.len()],
         };
-        // Layer input: the embeddings of `prev`, then the layer below's new h.
-        let mut input: Vec<f32> = Vec::with_capacity(rows * self.emb);
+        let mut embedded: Vec<f32> = Vec::with_capacity(rows * self.emb);
         for &id in prev {
             let id = (id as usize).min(self.vocab - 1);
-            input.extend_from_slice(&self.tgt_emb[id * self.emb..(id + 1) * self.emb]);
+            embedded.extend_from_slice(&self.tgt_emb[id * self.emb..(id + 1) * self.emb]);
         }
         let mut gates = vec![0f32; rows * 4 * h];
+        let size = rows * h;
         for (l, layer) in self.layers.iter().enumerate() {
-            let at = l * rows * h;
-            let (h0, c0) = (&state.h[at..at + rows * h], &state.c[at..at + rows * h]);
-            let k = layer.input + h;
-            let mut xh = Vec::with_capacity(rows * k);
-            for r in 0..rows {
-                xh.extend_from_slice(&input[r * layer.input..(r + 1) * layer.input]);
-                xh.extend_from_slice(&h0[r * h..(r + 1) * h]);
-            }
-            matmul_wt(
-                &xh,
-                rows,
-                &layer.w,
-                4 * h,
-                Some(&layer.bias),
-                &mut gates,
-                false,
-            );
-            let (h1, c1) = (
-                &mut next.h[at..at + rows * h],
-                &mut next.c[at..at + rows * h],
-            );
-            if rows * h >= 4096 {
+            let at = l * size;
+            let (h0, c0) = (&state.h[at..at + size], &state.c[at..at + size]);
+            // Layer input: the embeddings of `prev`, then the layer below's new h.
+            let (below, here) = next.h.split_at_mut(at);
+            let input = if l == 0 {
+                &embedded[..]
+            } else {
+                &below[at - size..]
+            };
+            layer.apply((input, h0), rows, &mut gates);
+            let (h1, c1) = (&mut here[..size], &mut next.c[at..at + size]);
+            if size >= 4096 {
                 gates
                     .par_chunks_mut(4 * h)
                     .zip(c0.par_chunks(h))
@@ -152,19 +177,12 @@ impl DecodeWeights {
                     .zip(c1.chunks_mut(h).zip(h1.chunks_mut(h)))
                     .for_each(|((g, c0), (c1, h1))| lstm_cell(g, c0, c1, h1));
             }
-            input = h1.to_vec();
         }
-        let mut logits = vec![0f32; rows * self.vocab];
-        matmul_wt(
-            &input,
-            rows,
-            &self.proj_w,
-            self.vocab,
-            Some(&self.proj_b),
-            &mut logits,
-            false,
-        );
-        (logits, next)
+        let top = &next.h[(self.layers.len() - 1) * size..];
+        // Every entry is written: only growth needs initialising.
+        logits.resize(rows * self.vocab, 0.0);
+        self.proj.apply((top, &[]), rows, logits);
+        next
     }
 }
 

@@ -17,16 +17,43 @@ struct Open {
 /// `banned` (EOS before the minimum length) is skipped.
 fn row_top_k(row: &[f32], base: f32, k: usize, banned: Option<u32>) -> Vec<(f32, u32)> {
     let mut top: Vec<(f32, u32)> = Vec::with_capacity(k + 1);
-    for (v, &lp) in row.iter().enumerate() {
-        let s = base + lp;
-        if s.is_nan() || (top.len() == k && s <= top[k - 1].0) || banned == Some(v as u32) {
+    for (c, chunk) in row.chunks(CHUNK).enumerate() {
+        // Once the list is full, most chunks hold nothing above its last entry: one
+        // (vectorised) maximum rules them out.
+        if top.len() == k && base + chunk_max(chunk) <= top[k - 1].0 {
             continue;
         }
-        let at = top.partition_point(|&(x, _)| x >= s);
-        top.insert(at, (s, v as u32));
-        top.truncate(k);
+        for (j, &lp) in chunk.iter().enumerate() {
+            let (s, v) = (base + lp, (c * CHUNK + j) as u32);
+            if s.is_nan() || (top.len() == k && s <= top[k - 1].0) || banned == Some(v) {
+                continue;
+            }
+            let at = top.partition_point(|&(x, _)| x >= s);
+            top.insert(at, (s, v));
+            top.truncate(k);
+        }
     }
     top
+}
+
+/// Entries per chunk of a row in `row_top_k`.
+const CHUNK: usize = 64;
+
+/// The largest entry, ignoring NaN (negative infinity when there is none).
+fn chunk_max(chunk: &[f32]) -> f32 {
+    // Eight lanes compare independently, so the loop compiles to vector maxima.
+    let mut lanes = [f32::NEG_INFINITY; 8];
+    let mut eights = chunk.chunks_exact(8);
+    for e in &mut eights {
+        for (l, &x) in lanes.iter_mut().zip(e) {
+            *l = if x > *l { x } else { *l };
+        }
+    }
+    let rest = eights.remainder().iter();
+    lanes
+        .iter()
+        .chain(rest)
+        .fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m })
 }
 
 /// Translates every source; returns each sentence's `cfg.n_best` best finished hypotheses,
@@ -57,6 +84,7 @@ pub fn beam_search<S: Scorer>(
         return Ok(finished);
     }
     let mut state = scorer.start(sources)?;
+    let mut log_probs = Vec::new();
     let mut open: Vec<Open> = (0..n)
         .map(|i| Open {
             sentence: i,
@@ -73,7 +101,7 @@ pub fn beam_search<S: Scorer>(
             .iter()
             .map(|h| *h.tokens.last().unwrap_or(&bos))
             .collect();
-        let (log_probs, stepped) = scorer.step(&state, &prev)?;
+        let stepped = scorer.step(&state, &prev, &mut log_probs)?;
         let mut next_open = Vec::new();
         let mut rows = Vec::new();
         let mut start = 0;

@@ -38,23 +38,22 @@ impl<S: Scorer> Scorer for Ensemble<S> {
         self.members.iter().map(|m| m.start(sources)).collect()
     }
 
-    fn step(&self, state: &Self::State, prev: &[u32]) -> Result<(Vec<f32>, Self::State)> {
-        let mut sum: Vec<f32> = Vec::new();
+    fn step(&self, state: &Self::State, prev: &[u32], out: &mut Vec<f32>) -> Result<Self::State> {
         let mut next = Vec::with_capacity(self.members.len());
-        for (m, st) in self.members.iter().zip(state) {
-            let (lp, s) = m.step(st, prev)?;
-            if sum.is_empty() {
-                sum = lp;
+        let mut lp = Vec::new();
+        for (i, (m, st)) in self.members.iter().zip(state).enumerate() {
+            if i == 0 {
+                next.push(m.step(st, prev, out)?);
             } else {
-                sum.iter_mut().zip(&lp).for_each(|(a, b)| *a += b);
+                next.push(m.step(st, prev, &mut lp)?);
+                out.iter_mut().zip(&lp).for_each(|(a, b)| *a += b);
             }
-            next.push(s);
         }
         let n = self.members.len() as f32;
         if n > 1.0 {
-            sum.iter_mut().for_each(|x| *x /= n);
+            out.iter_mut().for_each(|x| *x /= n);
         }
-        Ok((sum, next))
+        Ok(next)
     }
 
     fn reorder(&self, state: &Self::State, rows: &[usize]) -> Result<Self::State> {

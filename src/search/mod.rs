@@ -16,8 +16,10 @@ pub trait Scorer {
     fn start(&self, sources: &[&[u32]]) -> Result<Self::State>;
 
     /// Log-probabilities of the next token for each row, given each row's previous token
-    /// (`prev.len()` rows): a row-major `(rows, vocab_size)` vector, and the new state.
-    fn step(&self, state: &Self::State, prev: &[u32]) -> Result<(Vec<f32>, Self::State)>;
+    /// (`prev.len()` rows), written to `out` as a row-major `(rows, vocab_size)` vector (its
+    /// old contents are overwritten; search passes the same vector every step, so its memory
+    /// is reused); returns the new state.
+    fn step(&self, state: &Self::State, prev: &[u32], out: &mut Vec<f32>) -> Result<Self::State>;
 
     /// A state whose row i is row `rows[i]` of `state`.
     fn reorder(&self, state: &Self::State, rows: &[usize]) -> Result<Self::State>;
