@@ -123,6 +123,9 @@ impl PackedWt {
                     let slot = &mut dst[r + i][c0..c0 + cols];
                     if acc {
                         slot.iter_mut().zip(t).for_each(|(s, v)| *s += v);
+                    } else if let Ok(whole) = <&mut [f32; PANEL]>::try_from(&mut *slot) {
+                        // A fixed-size copy is two register moves, not a memcpy call.
+                        *whole = *t;
                     } else {
                         slot.copy_from_slice(&t[..cols]);
                     }

@@ -3,6 +3,8 @@
 //! every sentence ends with up to K finished hypotheses. Open hypotheses of all sentences are
 //! flattened into one batch of rows for the scorer.
 
+use rayon::prelude::*;
+
 use super::{Hypothesis, Scorer};
 use crate::config::SearchConfig;
 use crate::error::Result;
@@ -35,6 +37,9 @@ fn row_top_k(row: &[f32], base: f32, k: usize, banned: Option<u32>) -> Vec<(f32,
     }
     top
 }
+
+/// Open hypotheses from which rows are ranked in parallel.
+const PARALLEL_FROM_ROWS: usize = 8;
 
 /// Entries per chunk of a row in `row_top_k`.
 const CHUNK: usize = 64;
@@ -102,6 +107,18 @@ pub fn beam_search<S: Scorer>(
             .map(|h| *h.tokens.last().unwrap_or(&bos))
             .collect();
         let stepped = scorer.step(&state, &prev, &mut log_probs)?;
+        // Each row's best extensions, rows in parallel when there are enough to pay for it
+        // (a sentence's width only changes while that sentence is merged below).
+        let row_best = |r: usize| {
+            let width = k - finished[open[r].sentence].len();
+            let row = &log_probs[r * vocab..(r + 1) * vocab];
+            row_top_k(row, open[r].log_prob, width, banned)
+        };
+        let tops: Vec<Vec<(f32, u32)>> = if open.len() >= PARALLEL_FROM_ROWS {
+            (0..open.len()).into_par_iter().map(row_best).collect()
+        } else {
+            (0..open.len()).map(row_best).collect()
+        };
         let mut next_open = Vec::new();
         let mut rows = Vec::new();
         let mut start = 0;
@@ -111,12 +128,7 @@ pub fn beam_search<S: Scorer>(
             let width = k - finished[s].len();
             // The best `width` extensions over all of this sentence's rows.
             let mut cands: Vec<(f32, usize, u32)> = (start..end)
-                .flat_map(|r| {
-                    let row = &log_probs[r * vocab..(r + 1) * vocab];
-                    row_top_k(row, open[r].log_prob, width, banned)
-                        .into_iter()
-                        .map(move |(sc, v)| (sc, r, v))
-                })
+                .flat_map(|r| tops[r].iter().map(move |&(sc, v)| (sc, r, v)))
                 .collect();
             cands.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
             cands.truncate(width);
