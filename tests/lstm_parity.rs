@@ -162,6 +162,17 @@ fn fused_layer_matches_reference_with_padding() {
         },
         5,
     );
+    // Batches of 6 or more take the packed recurrent product.
+    layer_case(
+        &Case {
+            t: 7,
+            b: 8,
+            i: 6,
+            h: 20,
+            lengths: Some(vec![7, 3, 1, 7, 5, 2, 6, 4]),
+        },
+        6,
+    );
 }
 
 #[test]

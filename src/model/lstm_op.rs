@@ -10,6 +10,7 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::kernels::{cpu_f32, gemm, lstm_cell, storage_f32, MatRef};
+use super::packed::PackedWt;
 use super::rowdot::matmul_wt;
 use super::vexp::tanh_in_place;
 
@@ -51,6 +52,7 @@ impl LstmLayerOp {
         let (hc, gates) = out.split_at_mut(2 * tbh);
         let (hs, cs) = hc.split_at_mut(tbh);
         let (h0, c0) = hc0.split_at(bh);
+        let recurrent = Recurrent::new(w_hh, 4 * h, b_len);
         for t in 0..t_len {
             let g_t = &mut gates[t * b_len * 4 * h..(t + 1) * b_len * 4 * h];
             g_t.copy_from_slice(&xw[t * b_len * 4 * h..(t + 1) * b_len * 4 * h]);
@@ -61,8 +63,8 @@ impl LstmLayerOp {
             } else {
                 (&h_done[(t - 1) * bh..], &c_done[(t - 1) * bh..])
             };
-            // g_t += h_{t-1} . W_hh^T, reading W_hh in place (a gemm would repack it per step).
-            matmul_wt(h_prev, b_len, w_hh, 4 * h, None, g_t, true);
+            // g_t += h_{t-1} . W_hh^T (a gemm would repack W_hh every step).
+            recurrent.add_product(h_prev, g_t);
             let rows = g_t
                 .par_chunks_mut(4 * h)
                 .zip(h_rest[..bh].par_chunks_mut(h))
@@ -107,13 +109,14 @@ impl LstmLayerOp {
         let mut d_gates = vec![0f32; t_len * b_len * 4 * h];
         let mut dh_next = vec![0f32; bh];
         let mut dc_next = vec![0f32; bh];
-        // W_hh^T (H, 4H), so dh_{t-1} = dgates_t . W_hh reads it row by row without repacking.
+        // W_hh^T (H, 4H), so that dh_{t-1} = dgates_t . (W_hh^T)^T is the same product.
         let mut w_hh_t = vec![0f32; 4 * h * h];
         for g in 0..4 * h {
             for j in 0..h {
                 w_hh_t[j * 4 * h + g] = w_hh[g * h + j];
             }
         }
+        let recurrent_t = Recurrent::new(&w_hh_t, h, b_len);
         for t in (0..t_len).rev() {
             let dg_t = &mut d_gates[t * b_len * 4 * h..(t + 1) * b_len * 4 * h];
             let g_t = &gates[t * b_len * 4 * h..(t + 1) * b_len * 4 * h];
@@ -145,7 +148,7 @@ impl LstmLayerOp {
                     }
                 });
             // dh_{t-1} += dgates_t . W_hh   (B, 4H) x (4H, H)
-            matmul_wt(dg_t, b_len, &w_hh_t, h, None, &mut dh_next, true);
+            recurrent_t.add_product(dg_t, &mut dh_next);
         }
         // dW_hh = sum_t dgates_t^T . h_{t-1}: h0 for t = 0, then one gemm over all later steps.
         let mut d_w = vec![0f32; 4 * h * h];
@@ -266,5 +269,28 @@ fn cell_backward(
         dg[3 * h + j] = dh * tc * o * (1.0 - o);
         dcn[j] = dc * f;
         dhn[j] = 0.0;
+    }
+}
+
+/// The per-step recurrent product `out += x (B, K) . wᵀ` with `w (N, K)` laid out once per
+/// sequence: packed panels for batches of 6 rows or more, `rowdot` on `w` in place below.
+struct Recurrent<'a> {
+    w: &'a [f32],
+    n: usize,
+    packed: Option<PackedWt>,
+}
+
+impl<'a> Recurrent<'a> {
+    fn new(w: &'a [f32], n: usize, batch: usize) -> Self {
+        let packed = (batch >= 6).then(|| PackedWt::new(w, n, w.len() / n));
+        Recurrent { w, n, packed }
+    }
+
+    fn add_product(&self, x: &[f32], out: &mut [f32]) {
+        let m = out.len() / self.n;
+        match &self.packed {
+            Some(p) => p.matmul((x, &[]), m, None, out, true),
+            None => matmul_wt(x, m, self.w, self.n, None, out, true),
+        }
     }
 }
