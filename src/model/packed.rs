@@ -52,6 +52,10 @@ impl PackedWt {
         accumulate: bool,
     ) {
         let (n, k) = (self.n, self.k);
+        if m == 0 {
+            assert!(out.is_empty(), "PackedWt::matmul: output is not (0, n)");
+            return;
+        }
         let parts = Parts::new(x, m);
         assert!(
             parts.ka + parts.kb == k,
@@ -62,7 +66,7 @@ impl PackedWt {
             bias.is_none_or(|b| b.len() == n),
             "PackedWt::matmul: bias has the wrong size"
         );
-        if m == 0 || n == 0 {
+        if n == 0 {
             return;
         }
         let block = if m * n * k < 1 << 17 {
@@ -305,15 +309,14 @@ mod avx {
 mod tests {
     use super::*;
 
-    fn naive(x: &[f32], m: usize, w: &[f32], n: usize, bias: Option<&[f32]>) -> Vec<f32> {
-        let k = x.len() / m;
+    fn naive(x: &[f32], (m, n, k): (usize, usize, usize), w: &[f32], bias: &[f32]) -> Vec<f32> {
         let mut out = vec![0f32; m * n];
         for r in 0..m {
             for c in 0..n {
                 let dot: f64 = (0..k)
                     .map(|i| x[r * k + i] as f64 * w[c * k + i] as f64)
                     .sum();
-                out[r * n + c] = dot as f32 + bias.map_or(0.0, |b| b[c]);
+                out[r * n + c] = dot as f32 + bias[c];
             }
         }
         out
@@ -321,9 +324,10 @@ mod tests {
 
     #[test]
     fn matches_naive_for_every_tile_edge() {
-        // Row counts around the 6-row tile, column counts around the 16-column panel and the
+        // No rows, row counts around the 6-row tile, column counts around the 16-column panel and the
         // 64-column task, odd and even depths, small and parallel sizes.
         for &(m, n, k) in &[
+            (0, 5, 3),
             (1, 1, 1),
             (2, 5, 7),
             (6, 16, 8),
@@ -340,7 +344,7 @@ mod tests {
                 .collect();
             let b: Vec<f32> = (0..n).map(|i| i as f32 * 0.01).collect();
             let packed = PackedWt::new(&w, n, k);
-            let want = naive(&x, m, &w, n, Some(&b));
+            let want = naive(&x, (m, n, k), &w, &b);
             let mut out = vec![f32::NAN; m * n];
             packed.matmul((&x, &[]), m, Some(&b), &mut out, false);
             // Accumulating adds the product (and bias) again; x given as two blocks.
