@@ -308,19 +308,7 @@ mod avx {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn naive(x: &[f32], (m, n, k): (usize, usize, usize), w: &[f32], bias: &[f32]) -> Vec<f32> {
-        let mut out = vec![0f32; m * n];
-        for r in 0..m {
-            for c in 0..n {
-                let dot: f64 = (0..k)
-                    .map(|i| x[r * k + i] as f64 * w[c * k + i] as f64)
-                    .sum();
-                out[r * n + c] = dot as f32 + bias[c];
-            }
-        }
-        out
-    }
+    use crate::model::rowdot::tests::{case, naive};
 
     #[test]
     fn matches_naive_for_every_tile_edge() {
@@ -336,13 +324,7 @@ mod tests {
             (6, 67, 33),
             (160, 300, 256),
         ] {
-            let x: Vec<f32> = (0..m * k)
-                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
-                .collect();
-            let w: Vec<f32> = (0..n * k)
-                .map(|i| ((i * 53 % 97) as f32 - 48.0) / 60.0)
-                .collect();
-            let b: Vec<f32> = (0..n).map(|i| i as f32 * 0.01).collect();
+            let (x, w, b) = case(m, n, k);
             let packed = PackedWt::new(&w, n, k);
             let want = naive(&x, (m, n, k), &w, &b);
             let mut out = vec![f32::NAN; m * n];

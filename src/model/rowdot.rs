@@ -269,21 +269,38 @@ mod avx {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn naive(x: &[f32], m: usize, w: &[f32], n: usize, bias: Option<&[f32]>) -> Vec<f32> {
-        let k = x.len() / m;
+    /// `x (m, k) . w (n, k)ᵀ + bias`, summed in f64: the reference for the fast kernels.
+    pub(crate) fn naive(
+        x: &[f32],
+        (m, n, k): (usize, usize, usize),
+        w: &[f32],
+        bias: &[f32],
+    ) -> Vec<f32> {
         let mut out = vec![0f32; m * n];
         for r in 0..m {
             for c in 0..n {
                 let dot: f64 = (0..k)
                     .map(|i| x[r * k + i] as f64 * w[c * k + i] as f64)
                     .sum();
-                out[r * n + c] = dot as f32 + bias.map_or(0.0, |b| b[c]);
+                out[r * n + c] = dot as f32 + bias[c];
             }
         }
         out
+    }
+
+    /// Deterministic `x (m, k)`, `w (n, k)` and `bias (n)` for kernel tests.
+    pub(crate) fn case(m: usize, n: usize, k: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let x = (0..m * k)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
+            .collect();
+        let w = (0..n * k)
+            .map(|i| ((i * 53 % 97) as f32 - 48.0) / 60.0)
+            .collect();
+        let b = (0..n).map(|i| i as f32 * 0.01).collect();
+        (x, w, b)
     }
 
     #[test]
@@ -299,16 +316,10 @@ mod tests {
             (7, 67, 33),
             (160, 300, 256),
         ] {
-            let x: Vec<f32> = (0..m * k)
-                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
-                .collect();
-            let w: Vec<f32> = (0..n * k)
-                .map(|i| ((i * 53 % 97) as f32 - 48.0) / 60.0)
-                .collect();
-            let b: Vec<f32> = (0..n).map(|i| i as f32 * 0.01).collect();
+            let (x, w, b) = case(m, n, k);
             let mut out = vec![f32::NAN; m * n];
             matmul_wt(&x, m, &w, n, Some(&b), &mut out, false);
-            let want = naive(&x, m, &w, n, Some(&b));
+            let want = naive(&x, (m, n, k), &w, &b);
             for (i, (a, e)) in out.iter().zip(&want).enumerate() {
                 assert!(
                     (a - e).abs() <= 1e-4 * (1.0 + e.abs()),
