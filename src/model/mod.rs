@@ -6,6 +6,7 @@ pub mod dropout;
 pub mod kernels;
 pub mod lstm;
 pub mod lstm_op;
+pub mod output_loss;
 pub mod packed;
 pub mod params;
 pub mod rowdot;
@@ -23,6 +24,7 @@ use crate::error::{Error, Result};
 use crate::loss::{masked_nll, smoothed_nll_sums};
 use dropout::Dropout;
 use lstm::{LstmLayer, LstmPath, LstmState, StackedLstm, StepMask};
+use output_loss::output_loss;
 
 /// The whole network. Weights are shared `Tensor`s: when they come from training `Var`s,
 /// optimizer updates are seen here without rebuilding.
@@ -178,9 +180,14 @@ impl Seq2Seq {
             .broadcast_add(&self.proj_b)?)
     }
 
-    /// Logits `(T * B, V)` of every target position under teacher forcing. With `dropout`:
-    /// on both embeddings, between LSTM layers, and on the decoder's top outputs.
-    fn teacher_logits(&self, batch: &Batch, mut dropout: Option<&mut Dropout>) -> Result<Tensor> {
+    /// Logits `(T * B, V)` of every target position under teacher forcing.
+    fn teacher_logits(&self, batch: &Batch) -> Result<Tensor> {
+        self.project(&self.teacher_top(batch, None)?)
+    }
+
+    /// The decoder's top outputs `(T * B, H)` at every target position under teacher
+    /// forcing. With `dropout`: on both embeddings, between LSTM layers, and on these outputs.
+    fn teacher_top(&self, batch: &Batch, mut dropout: Option<&mut Dropout>) -> Result<Tensor> {
         let state =
             self.encode_with(&batch.src, batch.src_mask.as_ref(), dropout.as_deref_mut())?;
         let mut y = Self::embed(&self.tgt_emb, &batch.tgt_in)?;
@@ -194,12 +201,12 @@ impl Seq2Seq {
             top = d.apply(&top)?;
         }
         let (t, b, h) = top.dims3()?;
-        self.project(&top.reshape((t * b, h))?)
+        Ok(top.reshape((t * b, h))?)
     }
 
     /// Forced decoding: each sentence's summed target negative log-likelihood, `(B)`.
     pub fn sentence_nll(&self, batch: &Batch) -> Result<Tensor> {
-        let logits = self.teacher_logits(batch, None)?;
+        let logits = self.teacher_logits(batch)?;
         let (t, b) = batch.tgt_out.dims2()?;
         let nll = masked_nll(
             &logits,
@@ -212,7 +219,12 @@ impl Seq2Seq {
     /// Teacher forcing: the summed negative log-likelihood of the batch's target tokens
     /// (a scalar tensor; padding excluded) and the number of tokens it covers.
     pub fn forward_teacher(&self, batch: &Batch) -> Result<(Tensor, usize)> {
-        let (_, nll) = self.forward_train(batch, None, 0.0)?;
+        let (_, nll) = smoothed_nll_sums(
+            &self.teacher_logits(batch)?,
+            &batch.tgt_out.flatten_all()?,
+            &batch.tgt_mask.flatten_all()?,
+            0.0,
+        )?;
         Ok((nll, batch.tgt_tokens))
     }
 
@@ -224,9 +236,20 @@ impl Seq2Seq {
         dropout: Option<&mut Dropout>,
         smoothing: f64,
     ) -> Result<(Tensor, Tensor)> {
-        let logits = self.teacher_logits(batch, dropout)?;
+        let top = self.teacher_top(batch, dropout)?;
+        if self.device().is_cpu() {
+            // Gradients worked out with the loss: the (N, V) logits never enter the graph.
+            return output_loss(
+                &top,
+                &self.proj_w,
+                &self.proj_b,
+                batch.tgt_out.flatten_all()?.to_vec1::<u32>()?,
+                batch.tgt_mask.flatten_all()?.to_vec1::<f32>()?,
+                smoothing,
+            );
+        }
         smoothed_nll_sums(
-            &logits,
+            &self.project(&top)?,
             &batch.tgt_out.flatten_all()?,
             &batch.tgt_mask.flatten_all()?,
             smoothing,

@@ -12,6 +12,18 @@ pub fn sum_exp(xs: &[f32], shift: f32) -> f32 {
     xs.iter().map(|&x| (x - shift).exp()).sum()
 }
 
+/// `x <- scale * exp(x - shift) - minus` in place (a softmax's gradient row).
+pub fn scaled_exp_in_place(xs: &mut [f32], shift: f32, scale: f32, minus: f32) {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        // SAFETY: as above.
+        unsafe { avx::scaled_exp_in_place(xs, shift, scale, minus) };
+        return;
+    }
+    xs.iter_mut()
+        .for_each(|x| *x = scale * (*x - shift).exp() - minus);
+}
+
 /// `x <- 1 / (1 + exp(-x))` in place.
 pub fn sigmoid_in_place(xs: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
@@ -95,6 +107,23 @@ mod avx {
                 .sum::<f32>()
     }
 
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn scaled_exp_in_place(xs: &mut [f32], shift: f32, scale: f32, minus: f32) {
+        let (s, k, m) = (
+            _mm256_set1_ps(shift),
+            _mm256_set1_ps(scale),
+            _mm256_set1_ps(minus),
+        );
+        let mut chunks = xs.chunks_exact_mut(8);
+        for c in &mut chunks {
+            let e = exp8(_mm256_sub_ps(_mm256_loadu_ps(c.as_ptr()), s));
+            _mm256_storeu_ps(c.as_mut_ptr(), _mm256_fmsub_ps(e, k, m));
+        }
+        for x in chunks.into_remainder() {
+            *x = scale * (*x - shift).exp() - minus;
+        }
+    }
+
     /// `x <- 1 / (1 + exp(-scale x))`.
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn sigmoid_in_place(xs: &mut [f32], scale: f32) {
@@ -138,5 +167,11 @@ mod tests {
             "{e:?}"
         );
         assert!(sum_exp(&[-1e30; 9], 0.0) >= 0.0);
+        let mut g = xs.clone();
+        scaled_exp_in_place(&mut g, max, 0.5, 0.25);
+        for (x, g) in xs.iter().zip(&g) {
+            let want = 0.5 * ((x - max) as f64).exp() - 0.25;
+            assert!((*g as f64 - want).abs() < 1e-6, "scaled exp({x})");
+        }
     }
 }
