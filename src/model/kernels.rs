@@ -2,6 +2,7 @@
 //! (the one Candle uses), the LSTM cell of one row, and access to a tensor's f32 storage.
 
 use candle_core::{CpuStorage, Layout, Storage};
+use rayon::prelude::*;
 
 use super::vexp::{sigmoid_in_place, tanh_in_place};
 use crate::error::{Error, Result};
@@ -82,6 +83,22 @@ pub fn gemm(m: usize, n: usize, k: usize, dst: &mut [f32], accumulate: bool, a: 
             parallelism,
         )
     }
+}
+
+/// The column sums of a row-major `(rows, cols)` matrix, `(cols)`: blocks of columns in
+/// parallel, each read row by row (contiguous runs, one pass over the data in all).
+pub fn column_sums(data: &[f32], cols: usize) -> Vec<f32> {
+    const BLOCK: usize = 256;
+    let mut out = vec![0f32; cols];
+    out.par_chunks_mut(BLOCK).enumerate().for_each(|(k, sums)| {
+        let span = k * BLOCK..k * BLOCK + sums.len();
+        for row in data.chunks_exact(cols) {
+            for (s, v) in sums.iter_mut().zip(&row[span.clone()]) {
+                *s += v;
+            }
+        }
+    });
+    out
 }
 
 /// One LSTM cell for one row: activates `gates` `(4H)` in place (i, f, o sigmoid, g tanh)

@@ -94,6 +94,27 @@ impl LstmLayer {
         self.weight_hh.dim(1).unwrap_or(0)
     }
 
+    /// Runs the layer over `x (T, B, I)` from `h0, c0 (B, H)`.
+    /// Returns every step's `h (T, B, H)` and the last step's `c (B, H)`.
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        h0: &Tensor,
+        c0: &Tensor,
+        mask: Option<&StepMask>,
+        path: LstmPath,
+    ) -> Result<(Tensor, Tensor)> {
+        match path {
+            LstmPath::Fused => self.forward_fused(x, h0, c0, mask),
+            LstmPath::Reference => {
+                let (hs, cs) = self.forward_reference(&self.project_input(x)?, h0, c0, mask)?;
+                let t = cs.dim(0)?;
+                let last = if t == 0 { c0.clone() } else { cs.get(t - 1)? };
+                Ok((hs, last))
+            }
+        }
+    }
+
     /// Input projection for every step at once: `x (T, B, I)` -> `(T, B, 4H)`, biases folded in.
     fn project_input(&self, x: &Tensor) -> Result<Tensor> {
         let (t, b, i) = x.dims3()?;
@@ -105,45 +126,24 @@ impl LstmLayer {
         Ok(xw.reshape((t, b, 4 * self.hidden()))?)
     }
 
-    /// Runs the layer over `x (T, B, I)` from `h0, c0 (B, H)`.
-    /// Returns every step's `h (T, B, H)` and `c (T, B, H)`.
-    pub fn forward(
+    fn forward_fused(
         &self,
         x: &Tensor,
         h0: &Tensor,
         c0: &Tensor,
         mask: Option<&StepMask>,
-        path: LstmPath,
     ) -> Result<(Tensor, Tensor)> {
-        let xw = self.project_input(x)?;
-        match path {
-            LstmPath::Fused => self.forward_fused(&xw, h0, c0, mask),
-            LstmPath::Reference => self.forward_reference(&xw, h0, c0, mask),
-        }
-    }
-
-    fn forward_fused(
-        &self,
-        xw: &Tensor,
-        h0: &Tensor,
-        c0: &Tensor,
-        mask: Option<&StepMask>,
-    ) -> Result<(Tensor, Tensor)> {
-        let (t, b, _) = xw.dims3()?;
+        let (t, b, _) = x.dims3()?;
         let h = self.hidden();
-        let op = LstmLayerOp {
-            steps: t,
-            batch: b,
-            hidden: h,
-            mask: mask.map(|m| m.flags.clone()),
-        };
+        let op = LstmLayerOp::new(t, b, h, mask.map(|m| m.flags.clone()));
+        // The op's weight layout: [W_ih | W_hh | b_ih + b_hh], one row per gate unit.
+        let bias = (&self.bias_ih + &self.bias_hh)?.unsqueeze(1)?;
+        let w = Tensor::cat(&[&self.weight_ih, &self.weight_hh, &bias], 1)?;
         let hc0 = Tensor::stack(&[h0, c0], 0)?.contiguous()?;
-        let out = xw
-            .contiguous()?
-            .apply_op3(&self.weight_hh.contiguous()?, &hc0, op)?;
+        let out = x.contiguous()?.apply_op3(&w, &hc0, op)?;
         let hs = out.narrow(0, 0, t * b * h)?.reshape((t, b, h))?;
-        let cs = out.narrow(0, t * b * h, t * b * h)?.reshape((t, b, h))?;
-        Ok((hs, cs))
+        let c_last = out.narrow(0, t * b * h, b * h)?.reshape((b, h))?;
+        Ok((hs, c_last))
     }
 
     fn forward_reference(
@@ -215,9 +215,9 @@ impl StackedLstm {
                     input = d.apply(&input)?;
                 }
             }
-            let (hs, cs) = layer.forward(&input, &state.h[k], &state.c[k], mask, path)?;
+            let (hs, c_last) = layer.forward(&input, &state.h[k], &state.c[k], mask, path)?;
             last.h.push(hs.get(t - 1)?);
-            last.c.push(cs.get(t - 1)?);
+            last.c.push(c_last);
             input = hs;
         }
         Ok((input, last))

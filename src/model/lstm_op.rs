@@ -1,25 +1,27 @@
-//! One LSTM layer as a single Candle custom op on the CPU: the whole time loop runs inside,
-//! one `rowdot` product per step for h . W_hh^T (W_hh read in place, not repacked), the gate
-//! arithmetic split over the batch rows on every core with vectorised activations, and the
-//! backward pass is hand-written BPTT with one big gemm for dW_hh. `lstm::LstmLayer` falls back to plain Candle ops elsewhere (GPU).
+//! One LSTM layer as a single Candle custom op on the CPU: the input projection for all steps
+//! in one gemm, the whole time loop inside (one packed product per step for h . W_hhᵀ, the
+//! gate arithmetic split over the batch rows on every core with vectorised activations), and
+//! a hand-written BPTT whose weight, bias and input gradients are whole-sequence gemms and
+//! sums. Nothing but the layer's h sequence and last c enters Candle's graph, so its backward
+//! pass builds no full-size temporaries for the gates. `lstm::LstmLayer` falls back to plain
+//! Candle ops elsewhere (GPU).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 
 use rayon::prelude::*;
 
-use super::kernels::{cpu_f32, gemm, lstm_cell, storage_f32, MatRef};
+use super::kernels::{column_sums, cpu_f32, gemm, lstm_cell, storage_f32, MatRef};
 use super::packed::PackedWt;
 use super::rowdot::matmul_wt;
 use super::vexp::tanh_in_place;
 
-/// The fused layer. Inputs: `xw (T, B, 4H)` = x . W_ih^T + b_ih + b_hh for every step,
-/// `w_hh (4H, H)`, `hc0 (2, B, H)` = [h0, c0].
+/// The fused layer. Inputs: `x (T, B, I)`; `w (4H, I + H + 1)` = `[W_ih | W_hh | b_ih + b_hh]`,
+/// PyTorch's weights side by side; `hc0 (2, B, H)` = [h0, c0].
 ///
-/// Output: a flat tensor of `6 * T * B * H` floats laid out as
-/// `[h (T, B, H) | c (T, B, H) | gates (T, B, 4H)]`, gates holding the activated i, f, g, o
-/// (kept for the backward pass; only h and c are for callers).
+/// Output: `T * B * H + B * H` floats, every step's h `(T, B, H)` then the last step's c
+/// `(B, H)`. The cells and activated gates of every step stay in the op for the backward pass.
 pub struct LstmLayerOp {
     pub steps: usize,
     pub batch: usize,
@@ -27,9 +29,90 @@ pub struct LstmLayerOp {
     /// `(T * B)` flags: 1.0 where step t of row b is a real token, 0.0 where it is padding
     /// (the state then passes through unchanged). `None`: every step is real.
     pub mask: Option<Arc<[f32]>>,
+    saved: Mutex<Option<Activations>>,
+}
+
+/// What the backward pass needs besides the inputs and the h sequence: `c (T, B, H)` and
+/// the activated gates `(T, B, 4H)` (zero on padding).
+pub struct Activations {
+    pub cs: Vec<f32>,
+    pub gates: Vec<f32>,
+}
+
+/// The gradients of the op's three inputs, laid out as the inputs.
+pub struct LayerGrads {
+    pub x: Vec<f32>,
+    pub w: Vec<f32>,
+    pub hc0: Vec<f32>,
+}
+
+/// `w (4H, I + H + 1)` as its three blocks.
+struct Weights<'a> {
+    w: &'a [f32],
+    input: usize,
+    hidden: usize,
+}
+
+impl<'a> Weights<'a> {
+    fn stride(&self) -> usize {
+        self.input + self.hidden + 1
+    }
+
+    /// `W_ihᵀ (I, 4H)` as a view.
+    fn ih_t(&self) -> MatRef<'a> {
+        MatRef {
+            data: self.w,
+            rs: 1,
+            cs: self.stride(),
+        }
+    }
+
+    /// `W_ih (4H, I)` as a view.
+    fn ih(&self) -> MatRef<'a> {
+        MatRef {
+            data: self.w,
+            rs: self.stride(),
+            cs: 1,
+        }
+    }
+
+    /// `W_hh (4H, H)`, copied out row-major.
+    fn hh(&self) -> Vec<f32> {
+        self.w
+            .chunks_exact(self.stride())
+            .flat_map(|row| &row[self.input..self.input + self.hidden])
+            .copied()
+            .collect()
+    }
+
+    /// `W_hhᵀ (H, 4H)`, copied out row-major.
+    fn hh_t(&self) -> Vec<f32> {
+        let (h, st) = (self.hidden, self.stride());
+        let mut out = vec![0f32; 4 * h * h];
+        for g in 0..4 * h {
+            for j in 0..h {
+                out[j * 4 * h + g] = self.w[g * st + self.input + j];
+            }
+        }
+        out
+    }
+
+    fn bias(&self, gate: usize) -> f32 {
+        self.w[gate * self.stride() + self.input + self.hidden]
+    }
 }
 
 impl LstmLayerOp {
+    pub fn new(steps: usize, batch: usize, hidden: usize, mask: Option<Arc<[f32]>>) -> Self {
+        LstmLayerOp {
+            steps,
+            batch,
+            hidden,
+            mask,
+            saved: Mutex::new(None),
+        }
+    }
+
     fn sizes(&self) -> (usize, usize, usize) {
         (self.steps, self.batch, self.hidden)
     }
@@ -40,22 +123,48 @@ impl LstmLayerOp {
             .is_none_or(|m| m[t * self.batch + b] != 0.0)
     }
 
-    /// Runs the forward time loop; returns the flat output described on the type.
-    pub fn forward(&self, xw: &[f32], w_hh: &[f32], hc0: &[f32]) -> Vec<f32> {
+    fn input_size(&self, w_len: usize) -> usize {
+        w_len / (4 * self.hidden) - self.hidden - 1
+    }
+
+    /// Runs the layer: the output described on the type, and the activations to keep.
+    pub fn forward(&self, x: &[f32], w: &[f32], hc0: &[f32]) -> (Vec<f32>, Activations) {
         let (t_len, b_len, h) = self.sizes();
-        let bh = b_len * h;
+        let (bh, tb) = (b_len * h, t_len * b_len);
         let tbh = t_len * bh;
-        assert_eq!(xw.len(), t_len * b_len * 4 * h, "xw size");
-        assert_eq!(w_hh.len(), 4 * h * h, "w_hh size");
+        assert_eq!(w.len() % (4 * h), 0, "w size");
+        let input = self.input_size(w.len());
+        assert_eq!(x.len(), tb * input, "x size");
         assert_eq!(hc0.len(), 2 * bh, "hc0 size");
-        let mut out = vec![0f32; 6 * tbh];
-        let (hc, gates) = out.split_at_mut(2 * tbh);
-        let (hs, cs) = hc.split_at_mut(tbh);
+        let wv = Weights {
+            w,
+            input,
+            hidden: h,
+        };
+        // Every step's gate inputs at once: bias, then += x . W_ihᵀ.
+        let mut gates = vec![0f32; tb * 4 * h];
+        gates.par_chunks_mut(4 * h).for_each(|row| {
+            for (g, v) in row.iter_mut().enumerate() {
+                *v = wv.bias(g);
+            }
+        });
+        gemm(
+            tb,
+            4 * h,
+            input,
+            &mut gates,
+            true,
+            MatRef::rows(x, input),
+            wv.ih_t(),
+        );
+        let mut out = vec![0f32; tbh + bh];
+        let mut cs = vec![0f32; tbh];
+        let hs = &mut out[..tbh];
         let (h0, c0) = hc0.split_at(bh);
-        let recurrent = Recurrent::new(w_hh, 4 * h, b_len);
+        let w_hh = wv.hh();
+        let recurrent = Recurrent::new(&w_hh, 4 * h, b_len);
         for t in 0..t_len {
             let g_t = &mut gates[t * b_len * 4 * h..(t + 1) * b_len * 4 * h];
-            g_t.copy_from_slice(&xw[t * b_len * 4 * h..(t + 1) * b_len * 4 * h]);
             let (h_done, h_rest) = hs.split_at_mut(t * bh);
             let (c_done, c_rest) = cs.split_at_mut(t * bh);
             let (h_prev, c_prev) = if t == 0 {
@@ -86,36 +195,43 @@ impl LstmLayerOp {
                     }
                 });
         }
-        out
+        if t_len > 0 {
+            out[tbh..].copy_from_slice(&cs[tbh - bh..]);
+        } else {
+            out[tbh..].copy_from_slice(c0);
+        }
+        (out, Activations { cs, gates })
     }
 
-    /// BPTT. `out` is the forward output, `d_out` its gradient (same layout; the gates part
-    /// is ignored). Returns `(d_xw (T, B, 4H), d_w_hh (4H, H), d_hc0 (2, B, H))`.
+    /// BPTT. `x`, `w`, `hc0` as given to `forward`, `out` and `act` what it returned, `d_out`
+    /// the gradient of `out`.
     pub fn backward(
         &self,
-        w_hh: &[f32],
+        x: &[f32],
+        w: &[f32],
         hc0: &[f32],
         out: &[f32],
+        act: &Activations,
         d_out: &[f32],
-    ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    ) -> LayerGrads {
         let (t_len, b_len, h) = self.sizes();
-        let bh = b_len * h;
+        let (bh, tb) = (b_len * h, t_len * b_len);
         let tbh = t_len * bh;
-        let (hs, rest) = out.split_at(tbh);
-        let (cs, gates) = rest.split_at(tbh);
-        let (dh_ext, rest) = d_out.split_at(tbh);
-        let dc_ext = &rest[..tbh];
+        let input = self.input_size(w.len());
+        let wv = Weights {
+            w,
+            input,
+            hidden: h,
+        };
+        let hs = &out[..tbh];
+        let (cs, gates) = (&act.cs, &act.gates);
+        let (dh_ext, dc_last) = d_out.split_at(tbh);
         let (h0, c0) = hc0.split_at(bh);
-        let mut d_gates = vec![0f32; t_len * b_len * 4 * h];
+        let mut d_gates = vec![0f32; tb * 4 * h];
         let mut dh_next = vec![0f32; bh];
-        let mut dc_next = vec![0f32; bh];
+        let mut dc_next = dc_last.to_vec();
         // W_hh^T (H, 4H), so that dh_{t-1} = dgates_t . (W_hh^T)^T is the same product.
-        let mut w_hh_t = vec![0f32; 4 * h * h];
-        for g in 0..4 * h {
-            for j in 0..h {
-                w_hh_t[j * 4 * h + g] = w_hh[g * h + j];
-            }
-        }
+        let w_hh_t = wv.hh_t();
         let recurrent_t = Recurrent::new(&w_hh_t, h, b_len);
         for t in (0..t_len).rev() {
             let dg_t = &mut d_gates[t * b_len * 4 * h..(t + 1) * b_len * 4 * h];
@@ -126,38 +242,35 @@ impl LstmLayerOp {
             } else {
                 &cs[(t - 1) * bh..t * bh]
             };
-            let (dh_t, dc_t) = (&dh_ext[t * bh..(t + 1) * bh], &dc_ext[t * bh..(t + 1) * bh]);
+            let dh_t = &dh_ext[t * bh..(t + 1) * bh];
             dg_t.par_chunks_mut(4 * h)
                 .zip(dh_next.par_chunks_mut(h).zip(dc_next.par_chunks_mut(h)))
                 .zip(
-                    g_t.par_chunks(4 * h).zip(c_t.par_chunks(h)).zip(
-                        c_prev
-                            .par_chunks(h)
-                            .zip(dh_t.par_chunks(h).zip(dc_t.par_chunks(h))),
-                    ),
+                    g_t.par_chunks(4 * h)
+                        .zip(c_t.par_chunks(h))
+                        .zip(c_prev.par_chunks(h).zip(dh_t.par_chunks(h))),
                 )
                 .enumerate()
                 .with_min_len(8)
-                .for_each(|(b, ((dg, (dhn, dcn)), ((g, c), (cp, (dhe, dce)))))| {
+                .for_each(|(b, ((dg, (dhn, dcn)), ((g, c), (cp, dhe))))| {
                     if self.valid(t, b) {
-                        cell_backward(dg, dhn, dcn, g, c, cp, dhe, dce);
+                        cell_backward(dg, dhn, dcn, g, c, cp, dhe);
                     } else {
                         // Padding passed the state through: so does its gradient.
                         dhn.iter_mut().zip(dhe).for_each(|(a, b)| *a += b);
-                        dcn.iter_mut().zip(dce).for_each(|(a, b)| *a += b);
                     }
                 });
             // dh_{t-1} += dgates_t . W_hh   (B, 4H) x (4H, H)
             recurrent_t.add_product(dg_t, &mut dh_next);
         }
-        // dW_hh = sum_t dgates_t^T . h_{t-1}: h0 for t = 0, then one gemm over all later steps.
-        let mut d_w = vec![0f32; 4 * h * h];
-        let first = &d_gates[..b_len * 4 * h];
+        // dW_hh = sum_t dgates_tᵀ . h_{t-1}: h0 for t = 0, then one gemm over all later steps.
+        let mut d_hh = vec![0f32; 4 * h * h];
+        let first = &d_gates[..(b_len * 4 * h).min(d_gates.len())];
         gemm(
             4 * h,
             h,
-            b_len,
-            &mut d_w,
+            first.len() / (4 * h),
+            &mut d_hh,
             false,
             MatRef::transposed(first, 4 * h),
             MatRef::rows(h0, h),
@@ -167,15 +280,49 @@ impl LstmLayerOp {
                 4 * h,
                 h,
                 (t_len - 1) * b_len,
-                &mut d_w,
+                &mut d_hh,
                 true,
                 MatRef::transposed(&d_gates[b_len * 4 * h..], 4 * h),
                 MatRef::rows(&hs[..(t_len - 1) * bh], h),
             );
         }
+        // dW_ih = dgatesᵀ . x over every step; dx = dgates . W_ih; db = column sums.
+        let mut d_ih = vec![0f32; 4 * h * input];
+        gemm(
+            4 * h,
+            input,
+            tb,
+            &mut d_ih,
+            false,
+            MatRef::transposed(&d_gates, 4 * h),
+            MatRef::rows(x, input),
+        );
+        let mut d_x = vec![0f32; tb * input];
+        gemm(
+            tb,
+            input,
+            4 * h,
+            &mut d_x,
+            false,
+            MatRef::rows(&d_gates, 4 * h),
+            wv.ih(),
+        );
+        let d_b = column_sums(&d_gates, 4 * h);
+        let mut d_w = vec![0f32; w.len()];
+        d_w.par_chunks_mut(wv.stride())
+            .enumerate()
+            .for_each(|(g, row)| {
+                row[..input].copy_from_slice(&d_ih[g * input..(g + 1) * input]);
+                row[input..input + h].copy_from_slice(&d_hh[g * h..(g + 1) * h]);
+                row[input + h] = d_b[g];
+            });
         let mut d_hc0 = dh_next;
         d_hc0.extend_from_slice(&dc_next);
-        (d_gates, d_w, d_hc0)
+        LayerGrads {
+            x: d_x,
+            w: d_w,
+            hc0: d_hc0,
+        }
     }
 }
 
@@ -193,54 +340,65 @@ impl CustomOp3 for LstmLayerOp {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let xw = cpu_f32(s1, l1, "xw").map_err(candle_core::Error::wrap)?;
-        let w_hh = cpu_f32(s2, l2, "w_hh").map_err(candle_core::Error::wrap)?;
+        let x = cpu_f32(s1, l1, "x").map_err(candle_core::Error::wrap)?;
+        let w = cpu_f32(s2, l2, "w").map_err(candle_core::Error::wrap)?;
         let hc0 = cpu_f32(s3, l3, "hc0").map_err(candle_core::Error::wrap)?;
-        let out = self.forward(xw, w_hh, hc0);
+        let (out, act) = self.forward(x, w, hc0);
+        *self.saved.lock().unwrap_or_else(|p| p.into_inner()) = Some(act);
         let len = out.len();
         Ok((CpuStorage::F32(out), Shape::from(len)))
     }
 
     fn bwd(
         &self,
-        _xw: &Tensor,
-        w_hh: &Tensor,
+        x: &Tensor,
+        w: &Tensor,
         hc0: &Tensor,
         res: &Tensor,
         grad_res: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (t_len, b_len, h) = self.sizes();
-        let w_hh = w_hh.contiguous()?;
-        let hc0 = hc0.contiguous()?;
-        let res = res.contiguous()?;
-        let grad_res = grad_res.contiguous()?;
-        let (d_xw, d_w, d_hc0) = {
-            let (ws, wl) = w_hh.storage_and_layout();
+        let [x, w, hc0, res, grad_res] = [x, w, hc0, res, grad_res].map(|t| t.contiguous());
+        let (x, w, hc0, res, grad_res) = (x?, w?, hc0?, res?, grad_res?);
+        let saved = self.saved.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let grads = {
+            let (xs, xl) = x.storage_and_layout();
+            let (ws, wl) = w.storage_and_layout();
             let (hs, hl) = hc0.storage_and_layout();
             let (rs, rl) = res.storage_and_layout();
             let (gs, gl) = grad_res.storage_and_layout();
             let wrap = candle_core::Error::wrap;
-            self.backward(
-                storage_f32(&ws, wl, "w_hh").map_err(wrap)?,
+            let (xv, wv, hv) = (
+                storage_f32(&xs, xl, "x").map_err(wrap)?,
+                storage_f32(&ws, wl, "w").map_err(wrap)?,
                 storage_f32(&hs, hl, "hc0").map_err(wrap)?,
+            );
+            // Backward twice over one graph: the activations were handed out; recompute.
+            let act = match saved {
+                Some(a) => a,
+                None => self.forward(xv, wv, hv).1,
+            };
+            self.backward(
+                xv,
+                wv,
+                hv,
                 storage_f32(&rs, rl, "lstm output").map_err(wrap)?,
+                &act,
                 storage_f32(&gs, gl, "lstm output gradient").map_err(wrap)?,
             )
         };
         let dev = res.device();
         Ok((
-            Some(Tensor::from_vec(d_xw, (t_len, b_len, 4 * h), dev)?),
-            Some(Tensor::from_vec(d_w, (4 * h, h), dev)?),
-            Some(Tensor::from_vec(d_hc0, (2, b_len, h), dev)?),
+            Some(Tensor::from_vec(grads.x, x.shape(), dev)?),
+            Some(Tensor::from_vec(grads.w, w.shape(), dev)?),
+            Some(Tensor::from_vec(grads.hc0, hc0.shape(), dev)?),
         ))
     }
 }
 
 /// One row of one BPTT step. In: the activated gates `g (4H)`, the cell `c` and the previous
-/// cell `cp`, the gradients arriving from outside (`dhe`, `dce`) and from step t+1 (`dhn`,
-/// `dcn`). Out: the gate gradients `dg` (pre-activation), and in `dcn` the gradient for the
-/// previous cell; `dhn` is zeroed for the `dgates . W_hh` product to fill.
-#[allow(clippy::too_many_arguments)]
+/// cell `cp`, the gradient of h arriving from outside (`dhe`) and from step t+1 (`dhn`, `dcn`).
+/// Out: the gate gradients `dg` (pre-activation), and in `dcn` the gradient for the previous
+/// cell; `dhn` is zeroed for the `dgates . W_hh` product to fill.
 fn cell_backward(
     dg: &mut [f32],
     dhn: &mut [f32],
@@ -249,7 +407,6 @@ fn cell_backward(
     c: &[f32],
     cp: &[f32],
     dhe: &[f32],
-    dce: &[f32],
 ) {
     let h = c.len();
     // tanh(c) goes into dg's output-gate slot, which element j overwrites only after reading
@@ -259,7 +416,7 @@ fn cell_backward(
     tanh_in_place(tc);
     for j in 0..h {
         let dh = dhe[j] + dhn[j];
-        let dc_in = dce[j] + dcn[j];
+        let dc_in = dcn[j];
         let (i, f, gg, o) = (g[j], g[h + j], g[2 * h + j], g[3 * h + j]);
         let tc = dg[3 * h + j];
         let dc = dc_in + dh * o * (1.0 - tc * tc);

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::kernels::{cpu_f32, gemm, MatRef};
+use super::kernels::{column_sums, cpu_f32, gemm, MatRef};
 use super::vexp::{scaled_exp_in_place, sum_exp};
 
 /// `hidden (N, H)`, `weight (V, H)`, `bias (V)` -> `[loss, nll]` `(2)`, summed over the rows
@@ -92,15 +92,7 @@ impl OutputLoss {
         let (loss, nll) = sums
             .iter()
             .fold((0.0, 0.0), |(a, b), &(l, n)| (a + l, b + n));
-        let mut db = vec![0f32; v];
-        db.par_chunks_mut(256).enumerate().for_each(|(k, out)| {
-            let cols = k * 256..k * 256 + out.len();
-            for row in x.chunks_exact(v) {
-                for (o, d) in out.iter_mut().zip(&row[cols.clone()]) {
-                    *o += d;
-                }
-            }
-        });
+        let db = column_sums(&x, v);
         let mut dw = vec![0f32; v * hd];
         gemm(
             v,
