@@ -147,6 +147,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn column_sums_match_naive() {
+        for (rows, cols) in [(3, 700), (45, 33), (1, 1), (0, 5)] {
+            let a: Vec<f32> = (0..rows * cols).map(|i| (i % 17) as f32).collect();
+            let sums = column_sums(&a, cols);
+            for (c, s) in sums.iter().enumerate() {
+                let want: f32 = (0..rows).map(|r| a[r * cols + c]).sum();
+                assert_eq!(*s, want, "({rows}, {cols}) column {c}");
+            }
+        }
+    }
+
+    #[test]
     fn gemm_matches_naive_with_transposes() {
         let (m, n, k) = (3, 5, 4);
         let a: Vec<f32> = (0..m * k).map(|i| i as f32 * 0.5 - 2.0).collect();
