@@ -34,7 +34,8 @@ impl<'a> MatRef<'a> {
         }
     }
 
-    fn fits(&self, rows: usize, cols: usize) -> bool {
+    /// Whether every element of a `(rows, cols)` view lies inside `data`.
+    pub fn fits(&self, rows: usize, cols: usize) -> bool {
         rows == 0 || cols == 0 || (rows - 1) * self.rs + (cols - 1) * self.cs < self.data.len()
     }
 }

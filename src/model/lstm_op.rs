@@ -76,25 +76,22 @@ impl<'a> Weights<'a> {
         }
     }
 
-    /// `W_hh (4H, H)`, copied out row-major.
-    fn hh(&self) -> Vec<f32> {
-        self.w
-            .chunks_exact(self.stride())
-            .flat_map(|row| &row[self.input..self.input + self.hidden])
-            .copied()
-            .collect()
+    /// `W_hh (4H, H)` as a view.
+    fn hh(&self) -> MatRef<'a> {
+        MatRef {
+            data: &self.w[self.input..],
+            rs: self.stride(),
+            cs: 1,
+        }
     }
 
-    /// `W_hhᵀ (H, 4H)`, copied out row-major.
-    fn hh_t(&self) -> Vec<f32> {
-        let (h, st) = (self.hidden, self.stride());
-        let mut out = vec![0f32; 4 * h * h];
-        for g in 0..4 * h {
-            for j in 0..h {
-                out[j * 4 * h + g] = self.w[g * st + self.input + j];
-            }
+    /// `W_hhᵀ (H, 4H)` as a view.
+    fn hh_t(&self) -> MatRef<'a> {
+        MatRef {
+            data: &self.w[self.input..],
+            rs: 1,
+            cs: self.stride(),
         }
-        out
     }
 
     fn bias(&self, gate: usize) -> f32 {
@@ -161,8 +158,7 @@ impl LstmLayerOp {
         let mut cs = vec![0f32; tbh];
         let hs = &mut out[..tbh];
         let (h0, c0) = hc0.split_at(bh);
-        let w_hh = wv.hh();
-        let recurrent = Recurrent::new(&w_hh, 4 * h, b_len);
+        let recurrent = Recurrent::new(wv.hh(), 4 * h, h, b_len);
         for t in 0..t_len {
             let g_t = &mut gates[t * b_len * 4 * h..(t + 1) * b_len * 4 * h];
             let (h_done, h_rest) = hs.split_at_mut(t * bh);
@@ -231,8 +227,7 @@ impl LstmLayerOp {
         let mut dh_next = vec![0f32; bh];
         let mut dc_next = dc_last.to_vec();
         // W_hh^T (H, 4H), so that dh_{t-1} = dgates_t . (W_hh^T)^T is the same product.
-        let w_hh_t = wv.hh_t();
-        let recurrent_t = Recurrent::new(&w_hh_t, h, b_len);
+        let recurrent_t = Recurrent::new(wv.hh_t(), h, 4 * h, b_len);
         for t in (0..t_len).rev() {
             let dg_t = &mut d_gates[t * b_len * 4 * h..(t + 1) * b_len * 4 * h];
             let g_t = &gates[t * b_len * 4 * h..(t + 1) * b_len * 4 * h];
@@ -430,24 +425,28 @@ fn cell_backward(
 }
 
 /// The per-step recurrent product `out += x (B, K) . wᵀ` with `w (N, K)` laid out once per
-/// sequence: packed panels for batches of 6 rows or more, `rowdot` on `w` in place below.
-struct Recurrent<'a> {
-    w: &'a [f32],
-    n: usize,
-    packed: Option<PackedWt>,
+/// sequence: packed panels for batches of 6 rows or more, `rowdot` on a row-major copy below.
+enum Recurrent {
+    Packed(PackedWt),
+    Rows { w: Vec<f32>, n: usize },
 }
 
-impl<'a> Recurrent<'a> {
-    fn new(w: &'a [f32], n: usize, batch: usize) -> Self {
-        let packed = (batch >= 6).then(|| PackedWt::new(w, n, w.len() / n));
-        Recurrent { w, n, packed }
+impl Recurrent {
+    /// `w (n, k)` through a view of the op's weight block.
+    fn new(w: MatRef, n: usize, k: usize, batch: usize) -> Self {
+        if batch >= 6 {
+            return Recurrent::Packed(PackedWt::from_view(w, n, k));
+        }
+        let rows = (0..n)
+            .flat_map(|r| (0..k).map(move |c| w.data[r * w.rs + c * w.cs]))
+            .collect();
+        Recurrent::Rows { w: rows, n }
     }
 
     fn add_product(&self, x: &[f32], out: &mut [f32]) {
-        let m = out.len() / self.n;
-        match &self.packed {
-            Some(p) => p.matmul((x, &[]), m, None, out, true),
-            None => matmul_wt(x, m, self.w, self.n, None, out, true),
+        match self {
+            Recurrent::Packed(p) => p.matmul((x, &[]), out.len() / p.n(), None, out, true),
+            Recurrent::Rows { w, n } => matmul_wt(x, out.len() / n, w, *n, None, out, true),
         }
     }
 }

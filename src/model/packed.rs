@@ -7,6 +7,8 @@
 
 use rayon::prelude::*;
 
+use super::kernels::MatRef;
+
 /// Output columns per panel: two eight-lane registers.
 const PANEL: usize = 16;
 /// Rows per register tile: 6 x 2 accumulators + 2 weights + 1 broadcast of 16 registers.
@@ -26,17 +28,41 @@ impl PackedWt {
     /// Packs a row-major `w (n, k)`.
     pub fn new(w: &[f32], n: usize, k: usize) -> Self {
         assert_eq!(w.len(), n * k, "PackedWt: w is not (n, k)");
+        Self::from_view(MatRef::rows(w, k), n, k)
+    }
+
+    /// Packs `w (n, k)` read through a strided view (a block of a wider matrix, or a
+    /// transpose), without copying it out first.
+    pub fn from_view(w: MatRef, n: usize, k: usize) -> Self {
+        assert!(w.fits(n, k), "PackedWt: the view is smaller than (n, k)");
         let panels = n.div_ceil(PANEL);
         let mut data = vec![0f32; panels * k * PANEL];
-        for (p, panel) in data.chunks_mut(k * PANEL).enumerate() {
-            for j in 0..PANEL.min(n - p * PANEL) {
-                let row = &w[(p * PANEL + j) * k..(p * PANEL + j + 1) * k];
-                for (i, &v) in row.iter().enumerate() {
-                    panel[i * PANEL + j] = v;
+        let at = |r: usize, c: usize| w.data[r * w.rs + c * w.cs];
+        data.par_chunks_mut((k * PANEL).max(1))
+            .enumerate()
+            .for_each(|(p, panel)| {
+                let cols = PANEL.min(n - p * PANEL);
+                // Loop order follows the view's unit stride so reads run contiguously.
+                if w.rs == 1 {
+                    for (i, slot) in panel.chunks_exact_mut(PANEL).enumerate() {
+                        for (j, v) in slot[..cols].iter_mut().enumerate() {
+                            *v = at(p * PANEL + j, i);
+                        }
+                    }
+                } else {
+                    for j in 0..cols {
+                        for i in 0..k {
+                            panel[i * PANEL + j] = at(p * PANEL + j, i);
+                        }
+                    }
                 }
-            }
-        }
+            });
         PackedWt { n, k, data }
+    }
+
+    /// Output columns `n`.
+    pub fn n(&self) -> usize {
+        self.n
     }
 
     /// `out (m, n) = [out +] x (m, k) . wᵀ [+ bias (n)]`, all row-major, where the rows of
@@ -350,5 +376,42 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Packing through a view (a block of a wider matrix, and the transpose of one) gives
+    /// the same panels as packing a row-major copy.
+    #[test]
+    fn views_pack_like_copies() {
+        let (n, k, left) = (37, 21, 5);
+        let stride = left + k + 3;
+        let wide: Vec<f32> = (0..n * stride).map(|i| (i as f32 * 0.37).sin()).collect();
+        // Block: columns left..left + k of the (n, stride) matrix.
+        let block: Vec<f32> = wide
+            .chunks(stride)
+            .flat_map(|r| r[left..left + k].to_vec())
+            .collect();
+        let view = MatRef {
+            data: &wide[left..],
+            rs: stride,
+            cs: 1,
+        };
+        assert_eq!(
+            PackedWt::from_view(view, n, k).data,
+            PackedWt::new(&block, n, k).data
+        );
+        // Transpose: the block read as (k, n).
+        let t: Vec<f32> = (0..k)
+            .flat_map(|c| (0..n).map(move |r| (r, c)))
+            .map(|(r, c)| block[r * k + c])
+            .collect();
+        let view_t = MatRef {
+            data: &wide[left..],
+            rs: 1,
+            cs: stride,
+        };
+        assert_eq!(
+            PackedWt::from_view(view_t, k, n).data,
+            PackedWt::new(&t, k, n).data
+        );
     }
 }
