@@ -102,6 +102,28 @@ pub fn column_sums(data: &[f32], cols: usize) -> Vec<f32> {
     out
 }
 
+/// The transpose of a row-major `(rows, cols)` matrix: bands of 32 output rows in parallel,
+/// read 32 source rows at a time so both sides stay in cache.
+pub fn transpose(src: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    const TILE: usize = 32;
+    assert_eq!(src.len(), rows * cols, "transpose: src is not (rows, cols)");
+    let mut out = vec![0f32; rows * cols];
+    if rows == 0 || cols == 0 {
+        return out;
+    }
+    out.par_chunks_mut(TILE * rows)
+        .enumerate()
+        .for_each(|(band, dst)| {
+            let (c0, width) = (band * TILE, dst.len() / rows);
+            for r in 0..rows {
+                for (j, &v) in src[r * cols + c0..r * cols + c0 + width].iter().enumerate() {
+                    dst[j * rows + r] = v;
+                }
+            }
+        });
+    out
+}
+
 /// One LSTM cell for one row: activates `gates` `(4H)` in place (i, f, o sigmoid, g tanh)
 /// and writes `c = f * c_prev + i * g` and `h = o * tanh(c)`.
 pub fn lstm_cell(gates: &mut [f32], c_prev: &[f32], c: &mut [f32], h: &mut [f32]) {
@@ -146,6 +168,23 @@ pub fn storage_f32<'a>(storage: &'a Storage, layout: &Layout, what: &str) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transpose_matches_naive() {
+        for (rows, cols) in [(3, 70), (45, 33), (1, 1), (0, 5)] {
+            let a: Vec<f32> = (0..rows * cols).map(|i| i as f32).collect();
+            let t = transpose(&a, rows, cols);
+            for r in 0..rows {
+                for c in 0..cols {
+                    assert_eq!(
+                        t[c * rows + r],
+                        a[r * cols + c],
+                        "({rows}, {cols}) at ({r}, {c})"
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn column_sums_match_naive() {

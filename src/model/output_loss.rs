@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::kernels::{column_sums, cpu_f32, gemm, MatRef};
-use super::vexp::{scaled_exp_in_place, sum_exp};
+use super::kernels::{column_sums, cpu_f32, gemm, transpose, MatRef};
+use super::vexp::exp_in_place;
 
 /// `hidden (N, H)`, `weight (V, H)`, `bias (V)` -> `[loss, nll]` `(2)`, summed over the rows
 /// whose mask is 1: `nll = lse - x_t` and `loss = (1 - eps) nll + eps (lse - mean(x))`.
@@ -80,10 +80,14 @@ impl OutputLoss {
                     return (0.0, 0.0);
                 }
                 let (max, sum) = add_bias_max_sum(row, b);
-                let lse = max + sum_exp(row, max).ln();
-                let nll = lse - row[t as usize];
+                let x_t = row[t as usize];
+                // Each exponential once: the row becomes exp(x - max), then p_scale * p - uniform.
+                let z = exp_in_place(row, max);
+                let lse = max + z.ln();
+                let nll = lse - x_t;
                 let smooth = lse - (sum / v as f64) as f32;
-                scaled_exp_in_place(row, lse, p_scale, uniform);
+                let k = p_scale / z;
+                row.iter_mut().for_each(|a| *a = *a * k - uniform);
                 row[t as usize] -= at_target;
                 let loss = (1.0 - eps) * nll + eps * smooth;
                 (loss as f64, nll as f64)
@@ -93,16 +97,19 @@ impl OutputLoss {
             .iter()
             .fold((0.0, 0.0), |(a, b), &(l, n)| (a + l, b + n));
         let db = column_sums(&x, v);
-        let mut dw = vec![0f32; v * hd];
+        // dWᵀ = hᵀ . dx, then transposed: the gemm packs the small operand (in the 4-layer
+        // bench step 30.5 -> 28.6 ms against dxᵀ . h, the transpose included).
+        let mut dw_t = vec![0f32; hd * v];
         gemm(
-            v,
             hd,
+            v,
             n,
-            &mut dw,
+            &mut dw_t,
             false,
-            MatRef::transposed(&x, v),
-            MatRef::rows(h, hd),
+            MatRef::transposed(h, hd),
+            MatRef::rows(&x, v),
         );
+        let dw = transpose(&dw_t, hd, v);
         let mut dh = vec![0f32; n * hd];
         gemm(
             n,

@@ -12,16 +12,19 @@ pub fn sum_exp(xs: &[f32], shift: f32) -> f32 {
     xs.iter().map(|&x| (x - shift).exp()).sum()
 }
 
-/// `x <- scale * exp(x - shift) - minus` in place (a softmax's gradient row).
-pub fn scaled_exp_in_place(xs: &mut [f32], shift: f32, scale: f32, minus: f32) {
+/// `x <- exp(x - shift)` in place; returns the sum of the results.
+pub fn exp_in_place(xs: &mut [f32], shift: f32) -> f32 {
     #[cfg(target_arch = "x86_64")]
     if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
         // SAFETY: as above.
-        unsafe { avx::scaled_exp_in_place(xs, shift, scale, minus) };
-        return;
+        return unsafe { avx::exp_in_place(xs, shift) };
     }
     xs.iter_mut()
-        .for_each(|x| *x = scale * (*x - shift).exp() - minus);
+        .map(|x| {
+            *x = (*x - shift).exp();
+            *x
+        })
+        .sum()
 }
 
 /// `x <- 1 / (1 + exp(-x))` in place.
@@ -108,20 +111,23 @@ mod avx {
     }
 
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn scaled_exp_in_place(xs: &mut [f32], shift: f32, scale: f32, minus: f32) {
-        let (s, k, m) = (
-            _mm256_set1_ps(shift),
-            _mm256_set1_ps(scale),
-            _mm256_set1_ps(minus),
-        );
+    pub unsafe fn exp_in_place(xs: &mut [f32], shift: f32) -> f32 {
+        let s = _mm256_set1_ps(shift);
+        let mut acc = _mm256_setzero_ps();
         let mut chunks = xs.chunks_exact_mut(8);
         for c in &mut chunks {
             let e = exp8(_mm256_sub_ps(_mm256_loadu_ps(c.as_ptr()), s));
-            _mm256_storeu_ps(c.as_mut_ptr(), _mm256_fmsub_ps(e, k, m));
+            _mm256_storeu_ps(c.as_mut_ptr(), e);
+            acc = _mm256_add_ps(acc, e);
         }
+        let mut lanes = [0f32; 8];
+        _mm256_storeu_ps(lanes.as_mut_ptr(), acc);
+        let mut sum = lanes.iter().sum::<f32>();
         for x in chunks.into_remainder() {
-            *x = scale * (*x - shift).exp() - minus;
+            *x = (*x - shift).exp();
+            sum += *x;
         }
+        sum
     }
 
     /// `x <- 1 / (1 + exp(-scale x))`.
@@ -168,10 +174,11 @@ mod tests {
         );
         assert!(sum_exp(&[-1e30; 9], 0.0) >= 0.0);
         let mut g = xs.clone();
-        scaled_exp_in_place(&mut g, max, 0.5, 0.25);
+        let total = exp_in_place(&mut g, max) as f64;
+        assert!((total - want).abs() < 1e-5 * want, "{total} vs {want}");
         for (x, g) in xs.iter().zip(&g) {
-            let want = 0.5 * ((x - max) as f64).exp() - 0.25;
-            assert!((*g as f64 - want).abs() < 1e-6, "scaled exp({x})");
+            let e = ((x - max) as f64).exp();
+            assert!((*g as f64 - e).abs() < 1e-6 * (1.0 + e), "exp({x})");
         }
     }
 }
