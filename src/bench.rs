@@ -147,15 +147,22 @@ pub fn run(a: &BenchArgs) -> Result<(String, serde_json::Value)> {
             let refs: Vec<&Example> = examples.iter().collect();
             let batch = Batch::new(&refs, &cfg, &dev)?;
             let (mut times, mut losses) = (Vec::new(), Vec::new());
+            // Per timed step: forward, backward, update (seconds).
+            let mut phases: [Vec<f64>; 3] = Default::default();
             for step in 0..a.warmup + a.steps {
                 let t0 = Instant::now();
                 let (loss, _) = model.forward_train(&batch, None, 0.0)?;
                 let loss = (loss / batch.tgt_tokens as f64)?;
+                let t1 = Instant::now();
                 let grads = loss.backward()?;
+                let t2 = Instant::now();
                 opt.step(&grads, a.lr)?;
                 losses.push(loss.to_scalar::<f32>()? as f64);
                 if step >= a.warmup {
                     times.push(t0.elapsed().as_secs_f64());
+                    phases[0].push((t1 - t0).as_secs_f64());
+                    phases[1].push((t2 - t1).as_secs_f64());
+                    phases[2].push(t2.elapsed().as_secs_f64());
                 }
             }
             let med = median(&times);
@@ -177,6 +184,9 @@ pub fn run(a: &BenchArgs) -> Result<(String, serde_json::Value)> {
                     "ms_per_step_max": times.iter().copied().fold(0.0, f64::max) * 1e3,
                     "tgt_tok_per_s_median": tok_s,
                     "tgt_tokens_per_step": n_tok,
+                    "ms_forward_median": median(&phases[0]) * 1e3,
+                    "ms_backward_median": median(&phases[1]) * 1e3,
+                    "ms_update_median": median(&phases[2]) * 1e3,
                     "loss_first": losses[0],
                     "loss_last": losses[losses.len() - 1],
                     "step_times_s": times,

@@ -64,6 +64,19 @@ fn bench_records_have_the_baseline_keys() {
         if mode == "train" {
             // 4 sentences x 6 target tokens; the loss of random data starts near ln(50).
             assert_eq!(rec["result"]["tgt_tokens_per_step"], 24);
+            // The three phases of a step are reported in ms: each median is at most the
+            // slowest step.
+            let phase = |k: &str| rec["result"][k].as_f64().unwrap();
+            let parts = [
+                "ms_forward_median",
+                "ms_backward_median",
+                "ms_update_median",
+            ];
+            assert!(parts.iter().all(|k| phase(k) > 0.0), "{rec}");
+            assert!(
+                parts.iter().all(|k| phase(k) <= phase("ms_per_step_max")),
+                "{rec}"
+            );
             assert!((rec["result"]["loss_first"].as_f64().unwrap() - 50f64.ln()).abs() < 0.2);
         }
     }
