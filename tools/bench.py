@@ -77,7 +77,7 @@ def main():
     py = torch_python()
     torch_version = subprocess.run([py, "-c", "import torch; print(torch.__version__)"],
                                    capture_output=True, text=True).stdout.strip()
-    rows = []
+    rows, phases = [], []
     tmp = tempfile.mkdtemp()
     for name, mode, flags, target in CONFIGS:
         jn, jt = os.path.join(tmp, "nmt.jsonl"), os.path.join(tmp, "torch.jsonl")
@@ -87,7 +87,11 @@ def main():
         for who in order:
             if who == "nmt":
                 text, rss = run([NMT, "bench", mode, *flags, *COMMON, "--json", jn])
-                res["nmt"] = (figure(mode, last_json(jn)["result"]), rss, text.strip())
+                result = last_json(jn)["result"]
+                res["nmt"] = (figure(mode, result), rss, text.strip())
+                if mode == "train":
+                    phases.append((name, result["ms_per_step_median"], result["ms_forward_median"],
+                                   result["ms_backward_median"], result["ms_update_median"]))
             else:
                 text, rss = run([py, SCRIPT, mode, *flags, *COMMON, "--json", jt])
                 res["torch"] = (figure(mode, last_json(jt)["result"]), rss, text.strip())
@@ -118,7 +122,12 @@ def main():
         lines.append(f"| {name} | {unit} | {n:.1f} | {t:.1f} | {r:.2f} | >= {target} | {rn:.0f} | {rt:.0f} |")
     lines += ["", "Model: embedding/hidden 256, vocabulary 8000/8000, batch 64, lengths 20/20 unless the row says "
               "otherwise; decoding runs at most 30 steps on random sources with random weights.", "",
-              "Command: `make bench` (runs `python3 tools/bench.py`)."]
+              "Where nmt's training step goes (medians of the same runs, ms; see docs/performance-profile.md):", "",
+              "| configuration | step | forward (incl. the output layer's gradients) | backward | update |",
+              "| --- | --- | --- | --- | --- |"]
+    for name, step, fwd, bwd, upd in phases:
+        lines.append(f"| {name} | {step:.1f} | {fwd:.1f} | {bwd:.1f} | {upd:.1f} |")
+    lines += ["", "Command: `make bench` (runs `python3 tools/bench.py`)."]
     os.makedirs(os.path.join(ROOT, "docs"), exist_ok=True)
     with open(os.path.join(ROOT, "docs", "performance.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
