@@ -36,6 +36,22 @@ fn src_f32<'a>(s: &'a CpuStorage, l: &Layout, n: usize) -> candle_core::Result<&
     }
 }
 
+/// `f(dst[i], src[i])` for every element, in chunks over every core.
+fn zip_in_place(
+    dst: &mut CpuStorage,
+    dst_l: &Layout,
+    src: &CpuStorage,
+    src_l: &Layout,
+    f: impl Fn(&mut f32, f32) + Sync,
+) -> candle_core::Result<()> {
+    let d = dst_f32(dst, dst_l)?;
+    let s = src_f32(src, src_l, d.len())?;
+    d.par_chunks_mut(CHUNK)
+        .zip(s.par_chunks(CHUNK))
+        .for_each(|(d, s)| d.iter_mut().zip(s).for_each(|(d, &s)| f(d, s)));
+    Ok(())
+}
+
 /// `w <- w - step * g`.
 pub struct SgdUpdate {
     pub step: f32,
@@ -53,13 +69,8 @@ impl InplaceOp2 for SgdUpdate {
         g: &CpuStorage,
         gl: &Layout,
     ) -> candle_core::Result<()> {
-        let w = dst_f32(dst, dst_l)?;
-        let g = src_f32(g, gl, w.len())?;
         let step = self.step;
-        w.par_chunks_mut(CHUNK)
-            .zip(g.par_chunks(CHUNK))
-            .for_each(|(w, g)| w.iter_mut().zip(g).for_each(|(w, g)| *w -= step * g));
-        Ok(())
+        zip_in_place(dst, dst_l, g, gl, |w, g| *w -= step * g)
     }
 }
 
@@ -83,18 +94,11 @@ impl InplaceOp2 for MomentUpdate {
         g: &CpuStorage,
         gl: &Layout,
     ) -> candle_core::Result<()> {
-        let m = dst_f32(dst, dst_l)?;
-        let g = src_f32(g, gl, m.len())?;
         let (d, s, sq) = (self.decay, self.scale, self.square);
-        m.par_chunks_mut(CHUNK)
-            .zip(g.par_chunks(CHUNK))
-            .for_each(|(m, g)| {
-                m.iter_mut().zip(g).for_each(|(m, &g)| {
-                    let g = s * g;
-                    *m = d * *m + (1.0 - d) * if sq { g * g } else { g };
-                })
-            });
-        Ok(())
+        zip_in_place(dst, dst_l, g, gl, |m, g| {
+            let g = s * g;
+            *m = d * *m + (1.0 - d) * if sq { g * g } else { g };
+        })
     }
 }
 
