@@ -194,19 +194,35 @@ fn whole_model_loss_and_every_gradient_match_reference() {
             let grads = nll.backward().unwrap();
             (nll, grads)
         };
+        // The training path on the CPU: the fused LSTM ops and the output layer + loss op.
+        // Backward runs twice over its graph; the second pass recomputes what the ops kept.
+        let train = || {
+            let (loss, _) = model.forward_train(&batch, None, 0.0).unwrap();
+            let once = loss.backward().unwrap();
+            let twice = loss.backward().unwrap();
+            (loss, once, twice)
+        };
+        let (loss_t, g_t, g_t2) = train();
         let (loss_f, g_f) = run(LstmPath::Fused);
         let (loss_r, g_r) = run(LstmPath::Reference);
         assert!(rel_err(&loss_f, &loss_r) < TOL, "loss differs");
+        assert!(rel_err(&loss_t, &loss_r) < TOL, "training loss differs");
         for (name, v) in &vars {
-            let a = g_f
-                .get(v.as_tensor())
-                .unwrap_or_else(|| panic!("no gradient for {name}"));
             let b = g_r.get(v.as_tensor()).unwrap();
-            let e = rel_err(a, b);
-            assert!(
-                e < TOL,
-                "{layers} layers: gradient of {name} differs: relative error {e}"
-            );
+            for (path, g) in [
+                ("fused", &g_f),
+                ("training", &g_t),
+                ("second backward", &g_t2),
+            ] {
+                let a = g
+                    .get(v.as_tensor())
+                    .unwrap_or_else(|| panic!("{path}: no gradient for {name}"));
+                let e = rel_err(a, b);
+                assert!(
+                    e < TOL,
+                    "{layers} layers, {path}: gradient of {name} differs: relative error {e}"
+                );
+            }
         }
     }
 }
