@@ -1,5 +1,5 @@
 # nmt: the commands the README promises.
-#   make demo   build, find or fetch Multi30k, train a small de->en model (~7 min on 2 cores),
+#   make demo   build, find or fetch Multi30k, train a small de->en model (~3 min on 2 cores),
 #               translate a few test sentences beside their references, and score the test set.
 #   make test   formatting, lints and the whole test suite.
 #   make bench  nmt against PyTorch on the same model (installs torch into .venv-bench if needed).
