@@ -157,12 +157,13 @@ pub fn run(a: &BenchArgs) -> Result<(String, serde_json::Value)> {
                 let grads = loss.backward()?;
                 let t2 = Instant::now();
                 opt.step(&grads, a.lr)?;
+                let t3 = Instant::now();
                 losses.push(loss.to_scalar::<f32>()? as f64);
                 if step >= a.warmup {
                     times.push(t0.elapsed().as_secs_f64());
                     phases[0].push((t1 - t0).as_secs_f64());
                     phases[1].push((t2 - t1).as_secs_f64());
-                    phases[2].push(t2.elapsed().as_secs_f64());
+                    phases[2].push((t3 - t2).as_secs_f64());
                 }
             }
             let med = median(&times);

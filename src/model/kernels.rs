@@ -103,7 +103,8 @@ pub fn column_sums(data: &[f32], cols: usize) -> Vec<f32> {
 }
 
 /// The transpose of a row-major `(rows, cols)` matrix: bands of 32 output rows in parallel,
-/// read 32 source rows at a time so both sides stay in cache.
+/// each filled from a 32-float run of every source row (reads contiguous, writes spread
+/// over the band's 32 rows only).
 pub fn transpose(src: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     const TILE: usize = 32;
     assert_eq!(src.len(), rows * cols, "transpose: src is not (rows, cols)");

@@ -94,8 +94,12 @@ impl<'a> Weights<'a> {
         }
     }
 
-    fn bias(&self, gate: usize) -> f32 {
-        self.w[gate * self.stride() + self.input + self.hidden]
+    /// `b_ih + b_hh (4H)`, the block's last column, copied out.
+    fn bias(&self) -> Vec<f32> {
+        self.w
+            .chunks_exact(self.stride())
+            .map(|row| row[self.input + self.hidden])
+            .collect()
     }
 }
 
@@ -139,12 +143,11 @@ impl LstmLayerOp {
             hidden: h,
         };
         // Every step's gate inputs at once: bias, then += x . W_ihᵀ.
+        let bias = wv.bias();
         let mut gates = vec![0f32; tb * 4 * h];
-        gates.par_chunks_mut(4 * h).for_each(|row| {
-            for (g, v) in row.iter_mut().enumerate() {
-                *v = wv.bias(g);
-            }
-        });
+        gates
+            .par_chunks_mut(4 * h)
+            .for_each(|row| row.copy_from_slice(&bias));
         gemm(
             tb,
             4 * h,
@@ -411,10 +414,9 @@ fn cell_backward(
     tanh_in_place(tc);
     for j in 0..h {
         let dh = dhe[j] + dhn[j];
-        let dc_in = dcn[j];
         let (i, f, gg, o) = (g[j], g[h + j], g[2 * h + j], g[3 * h + j]);
         let tc = dg[3 * h + j];
-        let dc = dc_in + dh * o * (1.0 - tc * tc);
+        let dc = dcn[j] + dh * o * (1.0 - tc * tc);
         dg[j] = dc * gg * i * (1.0 - i);
         dg[h + j] = dc * cp[j] * f * (1.0 - f);
         dg[2 * h + j] = dc * i * (1.0 - gg * gg);

@@ -219,13 +219,19 @@ impl Seq2Seq {
     /// Teacher forcing: the summed negative log-likelihood of the batch's target tokens
     /// (a scalar tensor; padding excluded) and the number of tokens it covers.
     pub fn forward_teacher(&self, batch: &Batch) -> Result<(Tensor, usize)> {
-        let (_, nll) = smoothed_nll_sums(
-            &self.teacher_logits(batch)?,
+        let (_, nll) = self.graph_loss(&self.teacher_top(batch, None)?, batch, 0.0)?;
+        Ok((nll, batch.tgt_tokens))
+    }
+
+    /// (Smoothed loss sum, NLL sum) of decoder outputs `top (T * B, H)` as Candle ops:
+    /// projection, then cross-entropy (every device; the reference for `output_loss`).
+    fn graph_loss(&self, top: &Tensor, batch: &Batch, smoothing: f64) -> Result<(Tensor, Tensor)> {
+        smoothed_nll_sums(
+            &self.project(top)?,
             &batch.tgt_out.flatten_all()?,
             &batch.tgt_mask.flatten_all()?,
-            0.0,
-        )?;
-        Ok((nll, batch.tgt_tokens))
+            smoothing,
+        )
     }
 
     /// A training forward pass: (loss to minimise, plain NLL), both summed over the batch's
@@ -248,11 +254,6 @@ impl Seq2Seq {
                 smoothing,
             );
         }
-        smoothed_nll_sums(
-            &self.project(&top)?,
-            &batch.tgt_out.flatten_all()?,
-            &batch.tgt_mask.flatten_all()?,
-            smoothing,
-        )
+        self.graph_loss(&top, batch, smoothing)
     }
 }

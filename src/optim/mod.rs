@@ -116,10 +116,9 @@ impl Optimizer {
     /// Non-finite gradients skip the update.
     pub fn step(&mut self, grads: &GradStore, lr: f64) -> Result<StepReport> {
         let gs: Vec<Option<&Tensor>> = self.vars.iter().map(|v| grads.get(v.as_tensor())).collect();
-        let cpu = self.fused;
         let mut sq = 0f64;
         for g in gs.iter().flatten() {
-            sq += if cpu {
+            sq += if self.fused {
                 fused::sum_squares(g)?
             } else {
                 g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64
@@ -141,7 +140,7 @@ impl Optimizer {
             OptimizerKind::Sgd => {
                 for (var, g) in self.vars.iter().zip(&gs) {
                     let Some(g) = g else { continue };
-                    if cpu {
+                    if self.fused {
                         let step = (lr * scale) as f32;
                         var.as_tensor()
                             .inplace_op2(&g.contiguous()?, &fused::SgdUpdate { step })?;
@@ -158,7 +157,7 @@ impl Optimizer {
                 let c2 = 1.0 - b2.powi(st.t);
                 for (i, (var, g)) in self.vars.iter().zip(&gs).enumerate() {
                     let Some(g) = g else { continue };
-                    if cpu {
+                    if self.fused {
                         let g = g.contiguous()?;
                         let moment = |decay: f64, square| fused::MomentUpdate {
                             decay: decay as f32,
