@@ -43,13 +43,45 @@ impl<'a> MatRef<'a> {
 /// `dst (m, n, row-major) = [dst +] a (m, k) . b (k, n)`.
 pub fn gemm(m: usize, n: usize, k: usize, dst: &mut [f32], accumulate: bool, a: MatRef, b: MatRef) {
     assert!(dst.len() >= m * n, "gemm: destination too small");
+    // SAFETY: dst holds m * n initialised floats and does not alias a or b (it is a
+    // distinct &mut borrow).
+    unsafe { gemm_raw(m, n, k, dst.as_mut_ptr(), accumulate, a, b) }
+}
+
+/// `a (m, k) . b (k, n)` as a new row-major `(m, n)` vector that the product writes once:
+/// no zero fill first (for the (N, V) logits that pass alone is milliseconds a step).
+pub fn gemm_new(m: usize, n: usize, k: usize, a: MatRef, b: MatRef) -> Vec<f32> {
+    let mut out = Vec::with_capacity(m * n);
+    // SAFETY: the buffer has room for m * n floats; without `accumulate` the product only
+    // writes it (the gemm crate stores without reading when it does not read dst, and
+    // `gemm_raw` writes zeros for k = 0), so every element is set before `set_len`.
+    unsafe {
+        gemm_raw(m, n, k, out.as_mut_ptr(), false, a, b);
+        out.set_len(m * n);
+    }
+    out
+}
+
+/// The product behind `gemm` and `gemm_new`.
+///
+/// Safety: `dst` is valid for writes of `m * n` floats (and reads when `accumulate`), and
+/// aliases neither `a` nor `b`.
+unsafe fn gemm_raw(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    accumulate: bool,
+    a: MatRef,
+    b: MatRef,
+) {
     assert!(a.fits(m, k) && b.fits(k, n), "gemm: operand out of bounds");
     if m == 0 || n == 0 {
         return;
     }
     if k == 0 {
         if !accumulate {
-            dst[..m * n].fill(0.0);
+            std::ptr::write_bytes(dst, 0, m * n);
         }
         return;
     }
@@ -59,31 +91,28 @@ pub fn gemm(m: usize, n: usize, k: usize, dst: &mut [f32], accumulate: bool, a: 
     } else {
         gemm::Parallelism::None
     };
-    // SAFETY: the asserts above keep every index the kernel touches inside the slices;
-    // dst does not alias a or b (it is a distinct &mut borrow).
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            a.data.as_ptr(),
-            a.cs as isize,
-            a.rs as isize,
-            b.data.as_ptr(),
-            b.cs as isize,
-            b.rs as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism,
-        )
-    }
+    // The assert above keeps every operand index inside its slice; the caller vouches for dst.
+    gemm::gemm(
+        m,
+        n,
+        k,
+        dst,
+        1,
+        n as isize,
+        accumulate,
+        a.data.as_ptr(),
+        a.cs as isize,
+        a.rs as isize,
+        b.data.as_ptr(),
+        b.cs as isize,
+        b.rs as isize,
+        1.0,
+        1.0,
+        false,
+        false,
+        false,
+        parallelism,
+    )
 }
 
 /// The column sums of a row-major `(rows, cols)` matrix, `(cols)`: blocks of columns in

@@ -12,7 +12,7 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 
 use rayon::prelude::*;
 
-use super::kernels::{column_sums, cpu_f32, gemm, lstm_cell, storage_f32, MatRef};
+use super::kernels::{column_sums, cpu_f32, gemm, gemm_new, lstm_cell, storage_f32, MatRef};
 use super::packed::PackedWt;
 use super::rowdot::matmul_wt;
 use super::vexp::tanh_in_place;
@@ -144,10 +144,12 @@ impl LstmLayerOp {
         };
         // Every step's gate inputs at once: bias, then += x . W_ihᵀ.
         let bias = wv.bias();
-        let mut gates = vec![0f32; tb * 4 * h];
-        gates
+        let mut gates = Vec::with_capacity(tb * 4 * h);
+        gates.spare_capacity_mut()[..tb * 4 * h]
             .par_chunks_mut(4 * h)
-            .for_each(|row| row.copy_from_slice(&bias));
+            .for_each(|row| row.iter_mut().zip(&bias).for_each(|(g, &b)| _ = g.write(b)));
+        // SAFETY: the loop above wrote all tb rows of 4H (no zero pass before the bias one).
+        unsafe { gates.set_len(tb * 4 * h) };
         gemm(
             tb,
             4 * h,
@@ -262,14 +264,11 @@ impl LstmLayerOp {
             recurrent_t.add_product(dg_t, &mut dh_next);
         }
         // dW_hh = sum_t dgates_tᵀ . h_{t-1}: h0 for t = 0, then one gemm over all later steps.
-        let mut d_hh = vec![0f32; 4 * h * h];
         let first = &d_gates[..(b_len * 4 * h).min(d_gates.len())];
-        gemm(
+        let mut d_hh = gemm_new(
             4 * h,
             h,
             first.len() / (4 * h),
-            &mut d_hh,
-            false,
             MatRef::transposed(first, 4 * h),
             MatRef::rows(h0, h),
         );
@@ -285,26 +284,14 @@ impl LstmLayerOp {
             );
         }
         // dW_ih = dgatesᵀ . x over every step; dx = dgates . W_ih; db = column sums.
-        let mut d_ih = vec![0f32; 4 * h * input];
-        gemm(
+        let d_ih = gemm_new(
             4 * h,
             input,
             tb,
-            &mut d_ih,
-            false,
             MatRef::transposed(&d_gates, 4 * h),
             MatRef::rows(x, input),
         );
-        let mut d_x = vec![0f32; tb * input];
-        gemm(
-            tb,
-            input,
-            4 * h,
-            &mut d_x,
-            false,
-            MatRef::rows(&d_gates, 4 * h),
-            wv.ih(),
-        );
+        let d_x = gemm_new(tb, input, 4 * h, MatRef::rows(&d_gates, 4 * h), wv.ih());
         let d_b = column_sums(&d_gates, 4 * h);
         let mut d_w = vec![0f32; w.len()];
         d_w.par_chunks_mut(wv.stride())

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::kernels::{column_sums, cpu_f32, gemm, transpose, MatRef};
+use super::kernels::{column_sums, cpu_f32, gemm_new, transpose, MatRef};
 use super::vexp::exp_in_place;
 
 /// `hidden (N, H)`, `weight (V, H)`, `bias (V)` -> `[loss, nll]` `(2)`, summed over the rows
@@ -56,16 +56,7 @@ impl OutputLoss {
         let (v, n) = (b.len(), self.targets.len());
         let hd = h.len() / n.max(1);
         let eps = self.eps;
-        let mut x = vec![0f32; n * v];
-        gemm(
-            n,
-            v,
-            hd,
-            &mut x,
-            false,
-            MatRef::rows(h, hd),
-            MatRef::transposed(w, hd),
-        );
+        let mut x = gemm_new(n, v, hd, MatRef::rows(h, hd), MatRef::transposed(w, hd));
         // d loss / dx = p - (1 - eps) onehot - eps / V; d nll / dx = p - onehot.
         let p_scale = g_loss + g_nll;
         let uniform = g_loss * eps / v as f32;
@@ -96,27 +87,9 @@ impl OutputLoss {
         let db = column_sums(&x, v);
         // dWᵀ = hᵀ . dx, then transposed: the gemm packs the small operand (in the 4-layer
         // bench step 30.5 -> 28.6 ms against dxᵀ . h, the transpose included).
-        let mut dw_t = vec![0f32; hd * v];
-        gemm(
-            hd,
-            v,
-            n,
-            &mut dw_t,
-            false,
-            MatRef::transposed(h, hd),
-            MatRef::rows(&x, v),
-        );
+        let dw_t = gemm_new(hd, v, n, MatRef::transposed(h, hd), MatRef::rows(&x, v));
         let dw = transpose(&dw_t, hd, v);
-        let mut dh = vec![0f32; n * hd];
-        gemm(
-            n,
-            hd,
-            v,
-            &mut dh,
-            false,
-            MatRef::rows(&x, v),
-            MatRef::rows(w, hd),
-        );
+        let dh = gemm_new(n, hd, v, MatRef::rows(&x, v), MatRef::rows(w, hd));
         Pass {
             loss,
             nll,

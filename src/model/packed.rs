@@ -36,27 +36,46 @@ impl PackedWt {
     pub fn from_view(w: MatRef, n: usize, k: usize) -> Self {
         assert!(w.fits(n, k), "PackedWt: the view is smaller than (n, k)");
         let panels = n.div_ceil(PANEL);
-        let mut data = vec![0f32; panels * k * PANEL];
-        let at = |r: usize, c: usize| w.data[r * w.rs + c * w.cs];
-        data.par_chunks_mut((k * PANEL).max(1))
+        let len = panels * k * PANEL;
+        let mut data = Vec::with_capacity(len);
+        data.spare_capacity_mut()[..len]
+            .par_chunks_mut((k * PANEL).max(1))
             .enumerate()
             .for_each(|(p, panel)| {
-                let cols = PANEL.min(n - p * PANEL);
-                // Loop order follows the view's unit stride so reads run contiguously.
+                let (first, cols) = (p * PANEL, PANEL.min(n - p * PANEL));
+                // Copies run along the view's unit stride, without a bounds check per element.
                 if w.rs == 1 {
+                    // The panel's columns of feature i sit side by side in the view.
                     for (i, slot) in panel.chunks_exact_mut(PANEL).enumerate() {
-                        for (j, v) in slot[..cols].iter_mut().enumerate() {
-                            *v = at(p * PANEL + j, i);
+                        let from = first + i * w.cs;
+                        for (s, &v) in slot.iter_mut().zip(&w.data[from..from + cols]) {
+                            s.write(v);
+                        }
+                    }
+                } else if w.cs == 1 {
+                    // Each output column is a contiguous row of the view: a transpose.
+                    for j in 0..cols {
+                        let row = &w.data[(first + j) * w.rs..][..k];
+                        for (slot, &v) in panel.chunks_exact_mut(PANEL).zip(row) {
+                            slot[j].write(v);
                         }
                     }
                 } else {
-                    for j in 0..cols {
-                        for i in 0..k {
-                            panel[i * PANEL + j] = at(p * PANEL + j, i);
+                    for (i, slot) in panel.chunks_exact_mut(PANEL).enumerate() {
+                        for (j, s) in slot[..cols].iter_mut().enumerate() {
+                            s.write(w.data[(first + j) * w.rs + i * w.cs]);
                         }
                     }
                 }
+                // The last panel's columns past n.
+                if cols < PANEL {
+                    for slot in panel.chunks_exact_mut(PANEL) {
+                        slot[cols..].iter_mut().for_each(|s| _ = s.write(0.0));
+                    }
+                }
             });
+        // SAFETY: every panel's k rows of 16 were written above, columns past n as zeros.
+        unsafe { data.set_len(len) };
         PackedWt { n, k, data }
     }
 
@@ -412,6 +431,21 @@ mod tests {
         assert_eq!(
             PackedWt::from_view(view_t, k, n).data,
             PackedWt::new(&t, k, n).data
+        );
+        // Neither stride 1: every other column of the wide matrix.
+        let cols = (stride - left).div_ceil(2);
+        let every_other: Vec<f32> = wide
+            .chunks(stride)
+            .flat_map(|r| r[left..].iter().step_by(2).copied().collect::<Vec<_>>())
+            .collect();
+        let view_2 = MatRef {
+            data: &wide[left..],
+            rs: stride,
+            cs: 2,
+        };
+        assert_eq!(
+            PackedWt::from_view(view_2, n, cols).data,
+            PackedWt::new(&every_other, n, cols).data
         );
     }
 }
