@@ -42,10 +42,29 @@ impl<'a> MatRef<'a> {
 
 /// `dst (m, n, row-major) = [dst +] a (m, k) . b (k, n)`.
 pub fn gemm(m: usize, n: usize, k: usize, dst: &mut [f32], accumulate: bool, a: MatRef, b: MatRef) {
-    assert!(dst.len() >= m * n, "gemm: destination too small");
-    // SAFETY: dst holds m * n initialised floats and does not alias a or b (it is a
-    // distinct &mut borrow).
-    unsafe { gemm_raw(m, n, k, dst.as_mut_ptr(), accumulate, a, b) }
+    gemm_strided(m, n, k, dst, n, accumulate, a, b);
+}
+
+/// `gemm` into an `(m, n)` block of a wider row-major matrix whose rows start `ld` floats
+/// apart (`dst` starts at the block's first element).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_strided(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    ld: usize,
+    accumulate: bool,
+    a: MatRef,
+    b: MatRef,
+) {
+    assert!(
+        ld >= n && (m == 0 || n == 0 || (m - 1) * ld + n <= dst.len()),
+        "gemm: destination too small"
+    );
+    // SAFETY: the assert keeps the block inside dst's initialised floats; dst does not
+    // alias a or b (it is a distinct &mut borrow).
+    unsafe { gemm_raw(m, n, k, dst.as_mut_ptr(), ld, accumulate, a, b) }
 }
 
 /// `a (m, k) . b (k, n)` as a new row-major `(m, n)` vector that the product writes once:
@@ -56,7 +75,7 @@ pub fn gemm_new(m: usize, n: usize, k: usize, a: MatRef, b: MatRef) -> Vec<f32> 
     // writes it (the gemm crate stores without reading when it does not read dst, and
     // `gemm_raw` writes zeros for k = 0), so every element is set before `set_len`.
     unsafe {
-        gemm_raw(m, n, k, out.as_mut_ptr(), false, a, b);
+        gemm_raw(m, n, k, out.as_mut_ptr(), n, false, a, b);
         out.set_len(m * n);
     }
     out
@@ -64,13 +83,15 @@ pub fn gemm_new(m: usize, n: usize, k: usize, a: MatRef, b: MatRef) -> Vec<f32> 
 
 /// The product behind `gemm` and `gemm_new`.
 ///
-/// Safety: `dst` is valid for writes of `m * n` floats (and reads when `accumulate`), and
-/// aliases neither `a` nor `b`.
+/// Safety: `dst` is valid for writes (and reads when `accumulate`) of an `(m, n)` block
+/// with rows `ld` floats apart, and aliases neither `a` nor `b`.
+#[allow(clippy::too_many_arguments)]
 unsafe fn gemm_raw(
     m: usize,
     n: usize,
     k: usize,
     dst: *mut f32,
+    ld: usize,
     accumulate: bool,
     a: MatRef,
     b: MatRef,
@@ -81,7 +102,9 @@ unsafe fn gemm_raw(
     }
     if k == 0 {
         if !accumulate {
-            std::ptr::write_bytes(dst, 0, m * n);
+            for r in 0..m {
+                std::ptr::write_bytes(dst.add(r * ld), 0, n);
+            }
         }
         return;
     }
@@ -98,7 +121,7 @@ unsafe fn gemm_raw(
         k,
         dst,
         1,
-        n as isize,
+        ld as isize,
         accumulate,
         a.data.as_ptr(),
         a.cs as isize,
@@ -128,29 +151,6 @@ pub fn column_sums(data: &[f32], cols: usize) -> Vec<f32> {
             }
         }
     });
-    out
-}
-
-/// The transpose of a row-major `(rows, cols)` matrix: bands of 32 output rows in parallel,
-/// each filled from a 32-float run of every source row (reads contiguous, writes spread
-/// over the band's 32 rows only).
-pub fn transpose(src: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    const TILE: usize = 32;
-    assert_eq!(src.len(), rows * cols, "transpose: src is not (rows, cols)");
-    let mut out = vec![0f32; rows * cols];
-    if rows == 0 || cols == 0 {
-        return out;
-    }
-    out.par_chunks_mut(TILE * rows)
-        .enumerate()
-        .for_each(|(band, dst)| {
-            let (c0, width) = (band * TILE, dst.len() / rows);
-            for r in 0..rows {
-                for (j, &v) in src[r * cols + c0..r * cols + c0 + width].iter().enumerate() {
-                    dst[j * rows + r] = v;
-                }
-            }
-        });
     out
 }
 
@@ -198,23 +198,6 @@ pub fn storage_f32<'a>(storage: &'a Storage, layout: &Layout, what: &str) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn transpose_matches_naive() {
-        for (rows, cols) in [(3, 70), (45, 33), (1, 1), (0, 5)] {
-            let a: Vec<f32> = (0..rows * cols).map(|i| i as f32).collect();
-            let t = transpose(&a, rows, cols);
-            for r in 0..rows {
-                for c in 0..cols {
-                    assert_eq!(
-                        t[c * rows + r],
-                        a[r * cols + c],
-                        "({rows}, {cols}) at ({r}, {c})"
-                    );
-                }
-            }
-        }
-    }
 
     #[test]
     fn column_sums_match_naive() {

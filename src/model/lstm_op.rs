@@ -12,7 +12,9 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 
 use rayon::prelude::*;
 
-use super::kernels::{column_sums, cpu_f32, gemm, gemm_new, lstm_cell, storage_f32, MatRef};
+use super::kernels::{
+    column_sums, cpu_f32, gemm, gemm_new, gemm_strided, lstm_cell, storage_f32, MatRef,
+};
 use super::packed::PackedWt;
 use super::rowdot::matmul_wt;
 use super::vexp::tanh_in_place;
@@ -263,44 +265,50 @@ impl LstmLayerOp {
             // dh_{t-1} += dgates_t . W_hh   (B, 4H) x (4H, H)
             recurrent_t.add_product(dg_t, &mut dh_next);
         }
+        // The weight gradient in w's layout, [dW_ih | dW_hh | db], each block written in place.
+        let stride = wv.stride();
+        let mut d_w = vec![0f32; w.len()];
+        // dW_ih = dgatesᵀ . x over every step.
+        gemm_strided(
+            4 * h,
+            input,
+            tb,
+            &mut d_w,
+            stride,
+            false,
+            MatRef::transposed(&d_gates, 4 * h),
+            MatRef::rows(x, input),
+        );
         // dW_hh = sum_t dgates_tᵀ . h_{t-1}: h0 for t = 0, then one gemm over all later steps.
         let first = &d_gates[..(b_len * 4 * h).min(d_gates.len())];
-        let mut d_hh = gemm_new(
+        gemm_strided(
             4 * h,
             h,
             first.len() / (4 * h),
+            &mut d_w[input..],
+            stride,
+            false,
             MatRef::transposed(first, 4 * h),
             MatRef::rows(h0, h),
         );
         if t_len > 1 {
-            gemm(
+            gemm_strided(
                 4 * h,
                 h,
                 (t_len - 1) * b_len,
-                &mut d_hh,
+                &mut d_w[input..],
+                stride,
                 true,
                 MatRef::transposed(&d_gates[b_len * 4 * h..], 4 * h),
                 MatRef::rows(&hs[..(t_len - 1) * bh], h),
             );
         }
-        // dW_ih = dgatesᵀ . x over every step; dx = dgates . W_ih; db = column sums.
-        let d_ih = gemm_new(
-            4 * h,
-            input,
-            tb,
-            MatRef::transposed(&d_gates, 4 * h),
-            MatRef::rows(x, input),
-        );
-        let d_x = gemm_new(tb, input, 4 * h, MatRef::rows(&d_gates, 4 * h), wv.ih());
+        // db = column sums; dx = dgates . W_ih.
         let d_b = column_sums(&d_gates, 4 * h);
-        let mut d_w = vec![0f32; w.len()];
-        d_w.par_chunks_mut(wv.stride())
-            .enumerate()
-            .for_each(|(g, row)| {
-                row[..input].copy_from_slice(&d_ih[g * input..(g + 1) * input]);
-                row[input..input + h].copy_from_slice(&d_hh[g * h..(g + 1) * h]);
-                row[input + h] = d_b[g];
-            });
+        d_w.chunks_exact_mut(stride)
+            .zip(&d_b)
+            .for_each(|(row, &b)| row[input + h] = b);
+        let d_x = gemm_new(tb, input, 4 * h, MatRef::rows(&d_gates, 4 * h), wv.ih());
         let mut d_hc0 = dh_next;
         d_hc0.extend_from_slice(&dc_next);
         LayerGrads {
