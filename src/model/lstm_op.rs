@@ -13,7 +13,7 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::kernels::{
-    column_sums, cpu_f32, gemm, gemm_new, gemm_strided, lstm_cell, storage_f32, MatRef,
+    column_sums, cpu_f32, gemm_new, gemm_strided, lstm_cell, storage_f32, MatRef,
 };
 use super::packed::PackedWt;
 use super::rowdot::matmul_wt;
@@ -144,23 +144,10 @@ impl LstmLayerOp {
             input,
             hidden: h,
         };
-        // Every step's gate inputs at once: bias, then += x . W_ihᵀ.
+        // Every step's input projection at once, x . W_ihᵀ; the bias comes with each step's
+        // recurrent product (no pass of its own over the (T * B, 4H) gates).
         let bias = wv.bias();
-        let mut gates = Vec::with_capacity(tb * 4 * h);
-        gates.spare_capacity_mut()[..tb * 4 * h]
-            .par_chunks_mut(4 * h)
-            .for_each(|row| row.iter_mut().zip(&bias).for_each(|(g, &b)| _ = g.write(b)));
-        // SAFETY: the loop above wrote all tb rows of 4H (no zero pass before the bias one).
-        unsafe { gates.set_len(tb * 4 * h) };
-        gemm(
-            tb,
-            4 * h,
-            input,
-            &mut gates,
-            true,
-            MatRef::rows(x, input),
-            wv.ih_t(),
-        );
+        let mut gates = gemm_new(tb, 4 * h, input, MatRef::rows(x, input), wv.ih_t());
         let mut out = vec![0f32; tbh + bh];
         let mut cs = vec![0f32; tbh];
         let hs = &mut out[..tbh];
@@ -175,8 +162,8 @@ impl LstmLayerOp {
             } else {
                 (&h_done[(t - 1) * bh..], &c_done[(t - 1) * bh..])
             };
-            // g_t += h_{t-1} . W_hh^T (a gemm would repack W_hh every step).
-            recurrent.add_product(h_prev, g_t);
+            // g_t += h_{t-1} . W_hh^T + b (a gemm would repack W_hh every step).
+            recurrent.add_product(h_prev, Some(&bias), g_t);
             let rows = g_t
                 .par_chunks_mut(4 * h)
                 .zip(h_rest[..bh].par_chunks_mut(h))
@@ -263,7 +250,7 @@ impl LstmLayerOp {
                     }
                 });
             // dh_{t-1} += dgates_t . W_hh   (B, 4H) x (4H, H)
-            recurrent_t.add_product(dg_t, &mut dh_next);
+            recurrent_t.add_product(dg_t, None, &mut dh_next);
         }
         // The weight gradient in w's layout, [dW_ih | dW_hh | db], each block written in place.
         let stride = wv.stride();
@@ -440,10 +427,11 @@ impl Recurrent {
         Recurrent::Rows { w: rows, n }
     }
 
-    fn add_product(&self, x: &[f32], out: &mut [f32]) {
+    /// `out += x . wᵀ [+ bias]`.
+    fn add_product(&self, x: &[f32], bias: Option<&[f32]>, out: &mut [f32]) {
         match self {
-            Recurrent::Packed(p) => p.matmul((x, &[]), out.len() / p.n(), None, out, true),
-            Recurrent::Rows { w, n } => matmul_wt(x, out.len() / n, w, *n, None, out, true),
+            Recurrent::Packed(p) => p.matmul((x, &[]), out.len() / p.n(), bias, out, true),
+            Recurrent::Rows { w, n } => matmul_wt(x, out.len() / n, w, *n, bias, out, true),
         }
     }
 }
