@@ -1,6 +1,6 @@
-//! One LSTM layer as a single Candle custom op on the CPU: the input projection for all steps
-//! in one gemm, the whole time loop inside (one packed product per step for h . W_hhᵀ, the
-//! gate arithmetic split over the batch rows on every core with vectorised activations), and
+//! One LSTM layer as a single Candle custom op on the CPU: the whole time loop inside (one
+//! packed product per step for [x_t | h_{t-1}] . [W_ih | W_hh]ᵀ, the gate arithmetic split
+//! over the batch rows on every core with vectorised activations), and
 //! a hand-written BPTT whose weight, bias and input gradients are whole-sequence gemms and
 //! sums. Nothing but the layer's h sequence and last c enters Candle's graph, so its backward
 //! pass builds no full-size temporaries for the gates. `lstm::LstmLayer` falls back to plain
@@ -60,15 +60,6 @@ impl<'a> Weights<'a> {
         self.input + self.hidden + 1
     }
 
-    /// `W_ihᵀ (I, 4H)` as a view.
-    fn ih_t(&self) -> MatRef<'a> {
-        MatRef {
-            data: self.w,
-            rs: 1,
-            cs: self.stride(),
-        }
-    }
-
     /// `W_ih (4H, I)` as a view.
     fn ih(&self) -> MatRef<'a> {
         MatRef {
@@ -78,10 +69,10 @@ impl<'a> Weights<'a> {
         }
     }
 
-    /// `W_hh (4H, H)` as a view.
-    fn hh(&self) -> MatRef<'a> {
+    /// `[W_ih | W_hh] (4H, I + H)` as a view.
+    fn ih_hh(&self) -> MatRef<'a> {
         MatRef {
-            data: &self.w[self.input..],
+            data: self.w,
             rs: self.stride(),
             cs: 1,
         }
@@ -144,17 +135,19 @@ impl LstmLayerOp {
             input,
             hidden: h,
         };
-        // Every step's input projection at once, x . W_ihᵀ; the bias comes with each step's
-        // recurrent product (no pass of its own over the (T * B, 4H) gates).
+        // Each step's gates in one packed product, [x_t | h_{t-1}] . [W_ih | W_hh]ᵀ + b, written
+        // while they are about to be used (no (T * B, 4H) pass ahead of the time loop).
         let bias = wv.bias();
-        let mut gates = gemm_new(tb, 4 * h, input, MatRef::rows(x, input), wv.ih_t());
+        let both = Recurrent::new(wv.ih_hh(), 4 * h, input + h, b_len);
+        let step = b_len * 4 * h;
+        let mut gates = Vec::with_capacity(tb * 4 * h);
         let mut out = vec![0f32; tbh + bh];
         let mut cs = vec![0f32; tbh];
         let hs = &mut out[..tbh];
         let (h0, c0) = hc0.split_at(bh);
-        let recurrent = Recurrent::new(wv.hh(), 4 * h, h, b_len);
         for t in 0..t_len {
-            let g_t = &mut gates[t * b_len * 4 * h..(t + 1) * b_len * 4 * h];
+            gates.resize((t + 1) * step, 0.0);
+            let g_t = &mut gates[t * step..];
             let (h_done, h_rest) = hs.split_at_mut(t * bh);
             let (c_done, c_rest) = cs.split_at_mut(t * bh);
             let (h_prev, c_prev) = if t == 0 {
@@ -162,8 +155,8 @@ impl LstmLayerOp {
             } else {
                 (&h_done[(t - 1) * bh..], &c_done[(t - 1) * bh..])
             };
-            // g_t += h_{t-1} . W_hh^T + b (a gemm would repack W_hh every step).
-            recurrent.add_product(h_prev, Some(&bias), g_t);
+            let x_t = &x[t * b_len * input..(t + 1) * b_len * input];
+            both.product((x_t, &h_prev[..bh]), Some(&bias), g_t, false);
             let rows = g_t
                 .par_chunks_mut(4 * h)
                 .zip(h_rest[..bh].par_chunks_mut(h))
@@ -250,7 +243,7 @@ impl LstmLayerOp {
                     }
                 });
             // dh_{t-1} += dgates_t . W_hh   (B, 4H) x (4H, H)
-            recurrent_t.add_product(dg_t, None, &mut dh_next);
+            recurrent_t.product((dg_t, &[]), None, &mut dh_next, true);
         }
         // The weight gradient in w's layout, [dW_ih | dW_hh | db], each block written in place.
         let stride = wv.stride();
@@ -408,8 +401,8 @@ fn cell_backward(
     }
 }
 
-/// The per-step recurrent product `out += x (B, K) . wᵀ` with `w (N, K)` laid out once per
-/// sequence: packed panels for batches of 6 rows or more, `rowdot` on a row-major copy below.
+/// A per-step product `x (B, K) . wᵀ` with `w (N, K)` laid out once per sequence: packed
+/// panels for batches of 6 rows or more, `rowdot` on a row-major copy below.
 enum Recurrent {
     Packed(PackedWt),
     Rows { w: Vec<f32>, n: usize },
@@ -427,11 +420,28 @@ impl Recurrent {
         Recurrent::Rows { w: rows, n }
     }
 
-    /// `out += x . wᵀ [+ bias]`.
-    fn add_product(&self, x: &[f32], bias: Option<&[f32]>, out: &mut [f32]) {
+    /// `out = [out +] x . wᵀ [+ bias]`, with the rows of `x = [x.0 | x.1]` given in two
+    /// column blocks (`x.1` may be empty).
+    fn product(&self, x: (&[f32], &[f32]), bias: Option<&[f32]>, out: &mut [f32], acc: bool) {
         match self {
-            Recurrent::Packed(p) => p.matmul((x, &[]), out.len() / p.n(), bias, out, true),
-            Recurrent::Rows { w, n } => matmul_wt(x, out.len() / n, w, *n, bias, out, true),
+            Recurrent::Packed(p) => p.matmul(x, out.len() / p.n(), bias, out, acc),
+            Recurrent::Rows { w, n } => {
+                let m = out.len() / n;
+                if x.1.is_empty() {
+                    return matmul_wt(x.0, m, w, *n, bias, out, acc);
+                }
+                // Under six rows: the two blocks side by side in a small copy.
+                let (ka, kb) = (x.0.len() / m.max(1), x.1.len() / m.max(1));
+                let joined: Vec<f32> = (0..m)
+                    .flat_map(|r| {
+                        x.0[r * ka..(r + 1) * ka]
+                            .iter()
+                            .chain(&x.1[r * kb..(r + 1) * kb])
+                    })
+                    .copied()
+                    .collect();
+                matmul_wt(&joined, m, w, *n, bias, out, acc)
+            }
         }
     }
 }
