@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! corpus files --data::corpus--> sentence pairs --tokenizer--> id sequences --data::batch--> Batch
-//!   --model::Seq2Seq::forward_train--> summed loss --backward--> optim (clip, step) --train-->
+//!   --model::Seq2Seq::forward_cpu (CPU; forward_train + Candle autograd elsewhere)--> summed loss
+//!   --backward--> optim (clip, step) --train-->
 //!   checkpoint::save_model --> DIR/{model.safetensors, config.json, src/tgt_tokenizer.json, train.log}
 //!
 //! DIR --checkpoint::load--> Seq2Seq --search::beam (via the Scorer trait)--> tokenizer::decode

@@ -15,21 +15,29 @@ pub struct Dropout {
 impl Dropout {
     /// `x` with a fresh mask applied (any shape).
     pub fn apply(&mut self, x: &Tensor) -> Result<Tensor> {
+        match self.mask(x.elem_count()) {
+            None => Ok(x.clone()),
+            Some(mask) => Ok((x * Tensor::from_vec(mask, x.shape(), x.device())?)?),
+        }
+    }
+
+    /// A fresh mask of `n` factors (0 or 1 / (1 - p)), drawn in the order `apply` draws them;
+    /// `None` when nothing is dropped.
+    pub fn mask(&mut self, n: usize) -> Option<Vec<f32>> {
         if self.p <= 0.0 {
-            return Ok(x.clone());
+            return None;
         }
         let keep = 1.0 / (1.0 - self.p);
-        let n = x.elem_count();
-        let mask: Vec<f32> = (0..n)
-            .map(|_| {
-                if self.rng.next_f32() < self.p {
-                    0.0
-                } else {
-                    keep
-                }
-            })
-            .collect();
-        let mask = Tensor::from_vec(mask, x.shape(), x.device())?;
-        Ok((x * mask)?)
+        Some(
+            (0..n)
+                .map(|_| {
+                    if self.rng.next_f32() < self.p {
+                        0.0
+                    } else {
+                        keep
+                    }
+                })
+                .collect(),
+        )
     }
 }

@@ -2,6 +2,7 @@
 //! (reversed) source; its final (h, c) of layer k starts decoder layer k; N-layer LSTM over
 //! the shifted target; a linear projection to the target vocabulary.
 
+pub mod cpu_step;
 pub mod dropout;
 pub mod kernels;
 pub mod lstm;

@@ -27,17 +27,17 @@ pub struct OutputLoss {
 }
 
 /// `dh (N, H)`, `dw (V, H)`, `db (V)`.
-struct Gradients {
-    dh: Vec<f32>,
-    dw: Vec<f32>,
-    db: Vec<f32>,
+pub struct Gradients {
+    pub dh: Vec<f32>,
+    pub dw: Vec<f32>,
+    pub db: Vec<f32>,
 }
 
 /// The two sums and the gradients for upstream gradients `(g_loss, g_nll)`.
-struct Pass {
-    loss: f64,
-    nll: f64,
-    grads: Gradients,
+pub struct Pass {
+    pub loss: f64,
+    pub nll: f64,
+    pub grads: Gradients,
 }
 
 impl OutputLoss {
@@ -50,9 +50,20 @@ impl OutputLoss {
         }
     }
 
+    /// Every target id is below the vocabulary size `v`.
+    pub fn check_targets(&self, v: usize) -> crate::error::Result<()> {
+        match self.targets.iter().find(|&&t| t as usize >= v) {
+            Some(&t) => Err(crate::error::Error::Training(format!(
+                "output loss: target id {t} is outside the vocabulary of {v}"
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// Everything at once: logits, per-row losses, then `d logits` in place of the logits
-    /// and the three products that carry it back.
-    fn pass(&self, h: &[f32], w: &[f32], b: &[f32], g_loss: f32, g_nll: f32) -> Pass {
+    /// and the three products that carry it back. `h (N, H)`, `w (V, H)`, `b (V)`; every
+    /// target must be below V (`check_targets`).
+    pub fn pass(&self, h: &[f32], w: &[f32], b: &[f32], g_loss: f32, g_nll: f32) -> Pass {
         let (v, n) = (b.len(), self.targets.len());
         let hd = h.len() / n.max(1);
         let eps = self.eps;
@@ -144,11 +155,7 @@ impl CustomOp3 for OutputLoss {
                 self.targets.len()
             )));
         }
-        if let Some(&t) = self.targets.iter().find(|&&t| t as usize >= v) {
-            return Err(candle_core::Error::Msg(format!(
-                "output loss: target id {t} is outside the vocabulary of {v}"
-            )));
-        }
+        self.check_targets(v).map_err(candle_core::Error::wrap)?;
         let wrap = candle_core::Error::wrap;
         let h = cpu_f32(s1, l1, "hidden").map_err(wrap)?;
         let w = cpu_f32(s2, l2, "proj.weight").map_err(wrap)?;

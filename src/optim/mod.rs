@@ -116,6 +116,17 @@ impl Optimizer {
     /// Non-finite gradients skip the update.
     pub fn step(&mut self, grads: &GradStore, lr: f64) -> Result<StepReport> {
         let gs: Vec<Option<&Tensor>> = self.vars.iter().map(|v| grads.get(v.as_tensor())).collect();
+        self.apply(gs, lr)
+    }
+
+    /// `step` with the gradients by variable name (the CPU training step's own backward pass).
+    pub fn step_named(&mut self, grads: &HashMap<String, Tensor>, lr: f64) -> Result<StepReport> {
+        let gs: Vec<Option<&Tensor>> = self.names.iter().map(|n| grads.get(n)).collect();
+        self.apply(gs, lr)
+    }
+
+    /// `gs`: each variable's gradient, in `vars` order.
+    fn apply(&mut self, gs: Vec<Option<&Tensor>>, lr: f64) -> Result<StepReport> {
         let mut sq = 0f64;
         for g in gs.iter().flatten() {
             sq += if self.fused {

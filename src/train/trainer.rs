@@ -170,20 +170,34 @@ impl Run<'_> {
             p: tc.dropout,
         };
         let use_dropout = tc.dropout > 0.0;
-        let (loss, nll) = self.model.forward_train(
-            &batch,
-            use_dropout.then_some(&mut dropout),
-            tc.label_smoothing,
-        )?;
-        self.state.dropout_rng = dropout.rng.state();
         let n = batch.tgt_tokens;
-        let mut loss = (&loss / n as f64)?;
-        if poisoned(self.state.step + 1) {
-            loss = (loss * f64::NAN)?;
-        }
-        let grads = loss.backward()?;
-        let nll = nll.to_scalar::<f32>()? as f64;
-        let report = self.optimizer.step(&grads, lr)?;
+        // The mean over the batch's tokens (NaN when a test poisons this update).
+        let scale = if poisoned(self.state.step + 1) {
+            f64::NAN
+        } else {
+            1.0 / n as f64
+        };
+        let (nll, report) = if self.device.is_cpu() {
+            // Our own backward pass over the fused ops (model::cpu_step).
+            let fwd = self.model.forward_cpu(
+                &batch,
+                use_dropout.then_some(&mut dropout),
+                tc.label_smoothing,
+                scale as f32,
+            )?;
+            let nll = fwd.nll;
+            (nll, self.optimizer.step_named(&fwd.backward()?, lr)?)
+        } else {
+            let (loss, nll) = self.model.forward_train(
+                &batch,
+                use_dropout.then_some(&mut dropout),
+                tc.label_smoothing,
+            )?;
+            let grads = (loss * scale)?.backward()?;
+            let nll = nll.to_scalar::<f32>()? as f64;
+            (nll, self.optimizer.step(&grads, lr)?)
+        };
+        self.state.dropout_rng = dropout.rng.state();
         Ok((nll, n, report.grad_norm, report.applied))
     }
 

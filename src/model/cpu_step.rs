@@ -1,0 +1,348 @@
+//! The CPU training step without Candle's autograd. The forward pass runs the same fused ops
+//! as `Seq2Seq::forward_train` (`lstm_op`, `output_loss`) on plain buffers and keeps what
+//! their backward passes need; the backward pass walks the fixed encoder-decoder structure in
+//! reverse and produces each parameter's gradient once. Candle's backward would add every
+//! gradient into a fresh zero tensor and copy the LSTM weight blocks apart (about 18 ms of a
+//! 298 ms 4-layer bench step). `forward_train` (Candle ops, every device) stays the
+//! reference the tests hold this path to.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use candle_core::{Device, Tensor};
+use rayon::prelude::*;
+
+use super::dropout::Dropout;
+use super::kernels::storage_f32;
+use super::lstm::LstmLayer;
+use super::lstm_op::{Activations, LstmLayerOp};
+use super::output_loss::OutputLoss;
+use super::Seq2Seq;
+use crate::data::batch::Batch;
+use crate::error::{Error, Result};
+
+/// What one LSTM layer's backward pass needs from the forward pass.
+struct LayerTape {
+    op: LstmLayerOp,
+    /// The input the layer read, `(T, B, I)`, after dropout.
+    x: Vec<f32>,
+    /// `[W_ih | W_hh | b_ih + b_hh]`, the op's weight block.
+    w: Vec<f32>,
+    /// `[h0 | c0]`, `(2, B, H)`.
+    hc0: Vec<f32>,
+    /// Every step's h, then the last c (the op's output).
+    out: Vec<f32>,
+    act: Activations,
+    /// The dropout factors the input was multiplied by.
+    in_mask: Option<Vec<f32>>,
+}
+
+/// A training forward pass on the CPU, ready for its backward pass.
+pub struct CpuForward<'a> {
+    model: &'a Seq2Seq,
+    /// The loss to minimise (label-smoothed), summed over the batch's target tokens.
+    pub loss: f64,
+    /// The plain negative log-likelihood, summed the same way.
+    pub nll: f64,
+    src_ids: Vec<u32>,
+    tgt_ids: Vec<u32>,
+    encoder: Vec<LayerTape>,
+    decoder: Vec<LayerTape>,
+    top_mask: Option<Vec<f32>>,
+    /// The output layer's gradients (h, W, b), already times the loss scale.
+    d_top: Vec<f32>,
+    d_proj_w: Vec<f32>,
+    d_proj_b: Vec<f32>,
+}
+
+impl Seq2Seq {
+    /// The CPU training forward pass: what `forward_train` computes (same dropout masks from
+    /// the same generator), with the gradients to come scaled by `loss_scale` (e.g. one over
+    /// the token count). Errors on other devices.
+    pub fn forward_cpu(
+        &self,
+        batch: &Batch,
+        mut dropout: Option<&mut Dropout>,
+        smoothing: f64,
+        loss_scale: f32,
+    ) -> Result<CpuForward<'_>> {
+        if !self.device().is_cpu() {
+            return Err(Error::Training(
+                "the CPU training step needs the model on the CPU".into(),
+            ));
+        }
+        let (hidden, layers) = (self.cfg.hidden, self.cfg.layers);
+        let src_ids = batch.src.flatten_all()?.to_vec1::<u32>()?;
+        let tgt_ids = batch.tgt_in.flatten_all()?.to_vec1::<u32>()?;
+        let (s_len, b) = batch.src.dims2()?;
+        let t_len = batch.tgt_in.dim(0)?;
+
+        let (x, mask) = embed_dropped(&self.src_emb, &src_ids, "src_emb.weight", &mut dropout)?;
+        let zero = vec![vec![0f32; 2 * b * hidden]; layers];
+        let src_mask = batch.src_mask.as_ref().map(|m| m.flags.clone());
+        let shape = (s_len, b, src_mask);
+        let encoder = run_stack(&self.encoder.layers, x, mask, shape, &zero, &mut dropout)?;
+        // Encoder layer k's last h and c start decoder layer k.
+        let bh = b * hidden;
+        let init: Vec<Vec<f32>> = encoder
+            .iter()
+            .map(|tape| {
+                let mut hc = tape.out[(s_len - 1) * bh..s_len * bh].to_vec();
+                hc.extend_from_slice(&tape.out[s_len * bh..]);
+                hc
+            })
+            .collect();
+        let (y, mask) = embed_dropped(&self.tgt_emb, &tgt_ids, "tgt_emb.weight", &mut dropout)?;
+        let decoder = run_stack(
+            &self.decoder.layers,
+            y,
+            mask,
+            (t_len, b, None),
+            &init,
+            &mut dropout,
+        )?;
+        let top = decoder
+            .last()
+            .map_or(&[][..], |tape| &tape.out[..t_len * bh]);
+        let mut top = top.to_vec();
+        let top_mask = dropout.and_then(|d| d.mask(top.len()));
+        if let Some(m) = &top_mask {
+            multiply(&mut top, m);
+        }
+
+        let targets = batch.tgt_out.flatten_all()?.to_vec1::<u32>()?;
+        let target_mask = batch.tgt_mask.flatten_all()?.to_vec1::<f32>()?;
+        let out = OutputLoss::new(targets, target_mask, smoothing as f32);
+        out.check_targets(self.cfg.tgt_vocab)?;
+        let pass = {
+            let (ws, wl) = self.proj_w.storage_and_layout();
+            let (bs, bl) = self.proj_b.storage_and_layout();
+            out.pass(
+                &top,
+                storage_f32(&ws, wl, "proj.weight")?,
+                storage_f32(&bs, bl, "proj.bias")?,
+                loss_scale,
+                0.0,
+            )
+        };
+        Ok(CpuForward {
+            model: self,
+            loss: pass.loss,
+            nll: pass.nll,
+            src_ids,
+            tgt_ids,
+            encoder,
+            decoder,
+            top_mask,
+            d_top: pass.grads.dh,
+            d_proj_w: pass.grads.dw,
+            d_proj_b: pass.grads.db,
+        })
+    }
+}
+
+impl CpuForward<'_> {
+    /// The backward pass: every parameter's gradient by name (the names of
+    /// `Seq2Seq::named_tensors`).
+    pub fn backward(self) -> Result<HashMap<String, Tensor>> {
+        let m = self.model;
+        let mut grads = HashMap::new();
+        grads.insert("proj.weight".into(), tensor(self.d_proj_w, &m.proj_w)?);
+        grads.insert("proj.bias".into(), tensor(self.d_proj_b, &m.proj_b)?);
+
+        let mut d_hs = self.d_top;
+        if let Some(mask) = &self.top_mask {
+            multiply(&mut d_hs, mask);
+        }
+        let mut d_init = vec![Vec::new(); self.decoder.len()];
+        for (k, tape) in self.decoder.iter().enumerate().rev() {
+            // The decoder's last c is not used: its gradient is zero.
+            d_hs.resize(d_hs.len() + tape.op.batch * tape.op.hidden, 0.0);
+            let (d_x, hc0) =
+                layer_backward(tape, &d_hs, &m.decoder.layers[k], "decoder", k, &mut grads)?;
+            d_init[k] = hc0;
+            d_hs = d_x;
+        }
+        grads.insert(
+            "tgt_emb.weight".into(),
+            embedding_grad(&m.tgt_emb, &self.tgt_ids, &d_hs)?,
+        );
+
+        let mut d_above: Option<Vec<f32>> = None;
+        for (k, tape) in self.encoder.iter().enumerate().rev() {
+            let (t, bh) = (tape.op.steps, tape.op.batch * tape.op.hidden);
+            let mut d_out = d_above.take().unwrap_or_else(|| vec![0f32; t * bh]);
+            // The last step's h and the last c started decoder layer k.
+            let (dh0, dc0) = d_init[k].split_at(bh);
+            add(&mut d_out[(t - 1) * bh..t * bh], dh0);
+            d_out.extend_from_slice(dc0);
+            let (d_x, _) =
+                layer_backward(tape, &d_out, &m.encoder.layers[k], "encoder", k, &mut grads)?;
+            d_above = Some(d_x);
+        }
+        let d_x = d_above.unwrap_or_default();
+        grads.insert(
+            "src_emb.weight".into(),
+            embedding_grad(&m.src_emb, &self.src_ids, &d_x)?,
+        );
+        Ok(grads)
+    }
+}
+
+/// Embedding rows of `ids`, `(len, E)`, with a dropout mask drawn and applied.
+fn embed_dropped(
+    table: &Tensor,
+    ids: &[u32],
+    name: &str,
+    dropout: &mut Option<&mut Dropout>,
+) -> Result<(Vec<f32>, Option<Vec<f32>>)> {
+    let (v, e) = table.dims2()?;
+    if let Some(&id) = ids.iter().find(|&&id| id as usize >= v) {
+        return Err(Error::Training(format!(
+            "token id {id} is outside {name}'s {v} rows"
+        )));
+    }
+    let mut x = Vec::with_capacity(ids.len() * e);
+    {
+        let (s, l) = table.storage_and_layout();
+        let rows = storage_f32(&s, l, name)?;
+        for &id in ids {
+            x.extend_from_slice(&rows[id as usize * e..(id as usize + 1) * e]);
+        }
+    }
+    let mask = dropout.as_deref_mut().and_then(|d| d.mask(x.len()));
+    if let Some(m) = &mask {
+        multiply(&mut x, m);
+    }
+    Ok((x, mask))
+}
+
+/// Runs a stack of layers over `x (T, B, I)` from `init` (each layer's `[h0 | c0]`), with
+/// dropout between layers as `StackedLstm::forward` draws it. `shape`: steps, batch and the
+/// step mask.
+fn run_stack(
+    layers: &[LstmLayer],
+    mut x: Vec<f32>,
+    mut in_mask: Option<Vec<f32>>,
+    (steps, batch, mask): (usize, usize, Option<Arc<[f32]>>),
+    init: &[Vec<f32>],
+    dropout: &mut Option<&mut Dropout>,
+) -> Result<Vec<LayerTape>> {
+    let mut tapes: Vec<LayerTape> = Vec::with_capacity(layers.len());
+    for (k, layer) in layers.iter().enumerate() {
+        if let Some(below) = tapes.last() {
+            x = below.out[..steps * batch * below.op.hidden].to_vec();
+            in_mask = dropout.as_deref_mut().and_then(|d| d.mask(x.len()));
+            if let Some(m) = &in_mask {
+                multiply(&mut x, m);
+            }
+        }
+        let w = weight_block(layer)?;
+        let op = LstmLayerOp::new(steps, batch, layer.hidden(), mask.clone());
+        let (out, act) = op.forward(&x, &w, &init[k]);
+        tapes.push(LayerTape {
+            op,
+            x: std::mem::take(&mut x),
+            w,
+            hc0: init[k].clone(),
+            out,
+            act,
+            in_mask: in_mask.take(),
+        });
+    }
+    Ok(tapes)
+}
+
+/// One layer's backward pass: its weight gradients go into `grads` under PyTorch's names;
+/// returns the gradient of its input (through its dropout mask) and of `[h0 | c0]`.
+fn layer_backward(
+    tape: &LayerTape,
+    d_out: &[f32],
+    layer: &LstmLayer,
+    side: &str,
+    k: usize,
+    grads: &mut HashMap<String, Tensor>,
+) -> Result<(Vec<f32>, Vec<f32>)> {
+    let g = tape
+        .op
+        .backward(&tape.x, &tape.w, &tape.hc0, &tape.out, &tape.act, d_out);
+    let (g4, input) = layer.weight_ih.dims2()?;
+    let h = tape.op.hidden;
+    let stride = input + h + 1;
+    let (mut d_ih, mut d_hh) = (vec![0f32; g4 * input], vec![0f32; g4 * h]);
+    let mut d_b = vec![0f32; g4];
+    d_ih.par_chunks_mut(input.max(1))
+        .zip(d_hh.par_chunks_mut(h))
+        .zip(d_b.par_iter_mut())
+        .zip(g.w.par_chunks(stride))
+        .for_each(|(((ih, hh), b), row)| {
+            ih.copy_from_slice(&row[..input]);
+            hh.copy_from_slice(&row[input..input + h]);
+            *b = row[input + h];
+        });
+    let d_b = tensor(d_b, &layer.bias_ih)?;
+    grads.insert(
+        format!("{side}.weight_ih_l{k}"),
+        tensor(d_ih, &layer.weight_ih)?,
+    );
+    grads.insert(
+        format!("{side}.weight_hh_l{k}"),
+        tensor(d_hh, &layer.weight_hh)?,
+    );
+    // b_ih and b_hh enter as their sum: both get the same gradient.
+    grads.insert(format!("{side}.bias_hh_l{k}"), d_b.clone());
+    grads.insert(format!("{side}.bias_ih_l{k}"), d_b);
+    let mut d_x = g.x;
+    if let Some(mask) = &tape.in_mask {
+        multiply(&mut d_x, mask);
+    }
+    Ok((d_x, g.hc0))
+}
+
+/// `[W_ih | W_hh | b_ih + b_hh]`, `(4H, I + H + 1)`: the LSTM op's weight layout.
+fn weight_block(layer: &LstmLayer) -> Result<Vec<f32>> {
+    let (g4, input) = layer.weight_ih.dims2()?;
+    let h = layer.hidden();
+    let (s1, l1) = layer.weight_ih.storage_and_layout();
+    let (s2, l2) = layer.weight_hh.storage_and_layout();
+    let (s3, l3) = layer.bias_ih.storage_and_layout();
+    let (s4, l4) = layer.bias_hh.storage_and_layout();
+    let w_ih = storage_f32(&s1, l1, "weight_ih")?;
+    let w_hh = storage_f32(&s2, l2, "weight_hh")?;
+    let b_ih = storage_f32(&s3, l3, "bias_ih")?;
+    let b_hh = storage_f32(&s4, l4, "bias_hh")?;
+    let stride = input + h + 1;
+    let mut w = vec![0f32; g4 * stride];
+    w.par_chunks_mut(stride).enumerate().for_each(|(g, row)| {
+        row[..input].copy_from_slice(&w_ih[g * input..(g + 1) * input]);
+        row[input..input + h].copy_from_slice(&w_hh[g * h..(g + 1) * h]);
+        row[input + h] = b_ih[g] + b_hh[g];
+    });
+    Ok(w)
+}
+
+/// The gradient of an embedding table: each position's row of `d (len, E)` added into the
+/// row of its token.
+fn embedding_grad(table: &Tensor, ids: &[u32], d: &[f32]) -> Result<Tensor> {
+    let (v, e) = table.dims2()?;
+    let mut g = vec![0f32; v * e];
+    for (&id, row) in ids.iter().zip(d.chunks_exact(e)) {
+        add(&mut g[id as usize * e..(id as usize + 1) * e], row);
+    }
+    tensor(g, table)
+}
+
+/// A CPU tensor of `like`'s shape.
+fn tensor(data: Vec<f32>, like: &Tensor) -> Result<Tensor> {
+    Ok(Tensor::from_vec(data, like.shape(), &Device::Cpu)?)
+}
+
+fn multiply(x: &mut [f32], by: &[f32]) {
+    x.par_chunks_mut(4096)
+        .zip(by.par_chunks(4096))
+        .for_each(|(a, b)| a.iter_mut().zip(b).for_each(|(a, b)| *a *= b));
+}
+
+fn add(x: &mut [f32], y: &[f32]) {
+    x.iter_mut().zip(y).for_each(|(a, b)| *a += b);
+}
