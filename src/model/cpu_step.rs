@@ -266,28 +266,14 @@ fn layer_backward(
     let g = tape
         .op
         .backward(&tape.x, &tape.w, &tape.hc0, &tape.out, &tape.act, d_out);
-    let (g4, input) = layer.weight_ih.dims2()?;
-    let h = tape.op.hidden;
-    let stride = input + h + 1;
-    let (mut d_ih, mut d_hh) = (vec![0f32; g4 * input], vec![0f32; g4 * h]);
-    let mut d_b = vec![0f32; g4];
-    d_ih.par_chunks_mut(input.max(1))
-        .zip(d_hh.par_chunks_mut(h))
-        .zip(d_b.par_iter_mut())
-        .zip(g.w.par_chunks(stride))
-        .for_each(|(((ih, hh), b), row)| {
-            ih.copy_from_slice(&row[..input]);
-            hh.copy_from_slice(&row[input..input + h]);
-            *b = row[input + h];
-        });
-    let d_b = tensor(d_b, &layer.bias_ih)?;
+    let d_b = tensor(g.b, &layer.bias_ih)?;
     grads.insert(
         format!("{side}.weight_ih_l{k}"),
-        tensor(d_ih, &layer.weight_ih)?,
+        tensor(g.w_ih, &layer.weight_ih)?,
     );
     grads.insert(
         format!("{side}.weight_hh_l{k}"),
-        tensor(d_hh, &layer.weight_hh)?,
+        tensor(g.w_hh, &layer.weight_hh)?,
     );
     // b_ih and b_hh enter as their sum: both get the same gradient.
     grads.insert(format!("{side}.bias_hh_l{k}"), d_b.clone());

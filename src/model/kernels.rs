@@ -42,29 +42,10 @@ impl<'a> MatRef<'a> {
 
 /// `dst (m, n, row-major) = [dst +] a (m, k) . b (k, n)`.
 pub fn gemm(m: usize, n: usize, k: usize, dst: &mut [f32], accumulate: bool, a: MatRef, b: MatRef) {
-    gemm_strided(m, n, k, dst, n, accumulate, a, b);
-}
-
-/// `gemm` into an `(m, n)` block of a wider row-major matrix whose rows start `ld` floats
-/// apart (`dst` starts at the block's first element).
-#[allow(clippy::too_many_arguments)]
-pub fn gemm_strided(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: &mut [f32],
-    ld: usize,
-    accumulate: bool,
-    a: MatRef,
-    b: MatRef,
-) {
-    assert!(
-        ld >= n && (m == 0 || n == 0 || (m - 1) * ld + n <= dst.len()),
-        "gemm: destination too small"
-    );
-    // SAFETY: the assert keeps the block inside dst's initialised floats; dst does not
-    // alias a or b (it is a distinct &mut borrow).
-    unsafe { gemm_raw(m, n, k, dst.as_mut_ptr(), ld, accumulate, a, b) }
+    assert!(dst.len() >= m * n, "gemm: destination too small");
+    // SAFETY: dst holds m * n initialised floats and does not alias a or b (it is a
+    // distinct &mut borrow).
+    unsafe { gemm_raw(m, n, k, dst.as_mut_ptr(), accumulate, a, b) }
 }
 
 /// `a (m, k) . b (k, n)` as a new row-major `(m, n)` vector that the product writes once:
@@ -75,7 +56,7 @@ pub fn gemm_new(m: usize, n: usize, k: usize, a: MatRef, b: MatRef) -> Vec<f32> 
     // writes it (the gemm crate stores without reading when it does not read dst, and
     // `gemm_raw` writes zeros for k = 0), so every element is set before `set_len`.
     unsafe {
-        gemm_raw(m, n, k, out.as_mut_ptr(), n, false, a, b);
+        gemm_raw(m, n, k, out.as_mut_ptr(), false, a, b);
         out.set_len(m * n);
     }
     out
@@ -83,15 +64,13 @@ pub fn gemm_new(m: usize, n: usize, k: usize, a: MatRef, b: MatRef) -> Vec<f32> 
 
 /// The product behind `gemm` and `gemm_new`.
 ///
-/// Safety: `dst` is valid for writes (and reads when `accumulate`) of an `(m, n)` block
-/// with rows `ld` floats apart, and aliases neither `a` nor `b`.
-#[allow(clippy::too_many_arguments)]
+/// Safety: `dst` is valid for writes (and reads when `accumulate`) of `m * n` floats, and
+/// aliases neither `a` nor `b`.
 unsafe fn gemm_raw(
     m: usize,
     n: usize,
     k: usize,
     dst: *mut f32,
-    ld: usize,
     accumulate: bool,
     a: MatRef,
     b: MatRef,
@@ -102,9 +81,7 @@ unsafe fn gemm_raw(
     }
     if k == 0 {
         if !accumulate {
-            for r in 0..m {
-                std::ptr::write_bytes(dst.add(r * ld), 0, n);
-            }
+            std::ptr::write_bytes(dst, 0, m * n);
         }
         return;
     }
@@ -121,7 +98,7 @@ unsafe fn gemm_raw(
         k,
         dst,
         1,
-        ld as isize,
+        n as isize,
         accumulate,
         a.data.as_ptr(),
         a.cs as isize,
@@ -232,5 +209,12 @@ mod tests {
                 assert!((dst[r * n + c] - want).abs() < 1e-5);
             }
         }
+        // A fresh product: the same values without the 1.0 added; k = 0 gives zeros.
+        let fresh = gemm_new(m, n, k, MatRef::rows(&a, k), MatRef::transposed(&bt, k));
+        for (f, d) in fresh.iter().zip(&dst) {
+            assert!((f + 1.0 - d).abs() < 1e-5);
+        }
+        let empty = gemm_new(m, n, 0, MatRef::rows(&[], 0), MatRef::rows(&[], n));
+        assert_eq!(empty, vec![0.0; m * n]);
     }
 }

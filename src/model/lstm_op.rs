@@ -12,9 +12,7 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 
 use rayon::prelude::*;
 
-use super::kernels::{
-    column_sums, cpu_f32, gemm_new, gemm_strided, lstm_cell, storage_f32, MatRef,
-};
+use super::kernels::{column_sums, cpu_f32, gemm, gemm_new, lstm_cell, storage_f32, MatRef};
 use super::packed::PackedWt;
 use super::rowdot::matmul_wt;
 use super::vexp::tanh_in_place;
@@ -41,11 +39,30 @@ pub struct Activations {
     pub gates: Vec<f32>,
 }
 
-/// The gradients of the op's three inputs, laid out as the inputs.
+/// The gradients of the op's inputs: `x` and `hc0` laid out as the inputs, the weight block
+/// as its parts `W_ih (4H, I)`, `W_hh (4H, H)` and `b (4H)` (PyTorch's parameters' layouts;
+/// both biases get `b`).
 pub struct LayerGrads {
     pub x: Vec<f32>,
-    pub w: Vec<f32>,
+    pub w_ih: Vec<f32>,
+    pub w_hh: Vec<f32>,
+    pub b: Vec<f32>,
     pub hc0: Vec<f32>,
+}
+
+impl LayerGrads {
+    /// The weight gradient as the op's block, `[dW_ih | dW_hh | db]`.
+    fn block(&self) -> Vec<f32> {
+        let (g4, h) = (self.b.len(), self.w_hh.len() / self.b.len().max(1));
+        let input = self.w_ih.len() / g4.max(1);
+        let mut w = Vec::with_capacity(g4 * (input + h + 1));
+        for g in 0..g4 {
+            w.extend_from_slice(&self.w_ih[g * input..(g + 1) * input]);
+            w.extend_from_slice(&self.w_hh[g * h..(g + 1) * h]);
+            w.push(self.b[g]);
+        }
+        w
+    }
 }
 
 /// `w (4H, I + H + 1)` as its three blocks.
@@ -245,39 +262,29 @@ impl LstmLayerOp {
             // dh_{t-1} += dgates_t . W_hh   (B, 4H) x (4H, H)
             recurrent_t.product((dg_t, &[]), None, &mut dh_next, true);
         }
-        // The weight gradient in w's layout, [dW_ih | dW_hh | db], each block written in place.
-        let stride = wv.stride();
-        let mut d_w = vec![0f32; w.len()];
         // dW_ih = dgatesᵀ . x over every step.
-        gemm_strided(
+        let d_ih = gemm_new(
             4 * h,
             input,
             tb,
-            &mut d_w,
-            stride,
-            false,
             MatRef::transposed(&d_gates, 4 * h),
             MatRef::rows(x, input),
         );
         // dW_hh = sum_t dgates_tᵀ . h_{t-1}: h0 for t = 0, then one gemm over all later steps.
         let first = &d_gates[..(b_len * 4 * h).min(d_gates.len())];
-        gemm_strided(
+        let mut d_hh = gemm_new(
             4 * h,
             h,
             first.len() / (4 * h),
-            &mut d_w[input..],
-            stride,
-            false,
             MatRef::transposed(first, 4 * h),
             MatRef::rows(h0, h),
         );
         if t_len > 1 {
-            gemm_strided(
+            gemm(
                 4 * h,
                 h,
                 (t_len - 1) * b_len,
-                &mut d_w[input..],
-                stride,
+                &mut d_hh,
                 true,
                 MatRef::transposed(&d_gates[b_len * 4 * h..], 4 * h),
                 MatRef::rows(&hs[..(t_len - 1) * bh], h),
@@ -285,15 +292,14 @@ impl LstmLayerOp {
         }
         // db = column sums; dx = dgates . W_ih.
         let d_b = column_sums(&d_gates, 4 * h);
-        d_w.chunks_exact_mut(stride)
-            .zip(&d_b)
-            .for_each(|(row, &b)| row[input + h] = b);
         let d_x = gemm_new(tb, input, 4 * h, MatRef::rows(&d_gates, 4 * h), wv.ih());
         let mut d_hc0 = dh_next;
         d_hc0.extend_from_slice(&dc_next);
         LayerGrads {
             x: d_x,
-            w: d_w,
+            w_ih: d_ih,
+            w_hh: d_hh,
+            b: d_b,
             hc0: d_hc0,
         }
     }
@@ -360,9 +366,10 @@ impl CustomOp3 for LstmLayerOp {
             )
         };
         let dev = res.device();
+        let d_w = grads.block();
         Ok((
             Some(Tensor::from_vec(grads.x, x.shape(), dev)?),
-            Some(Tensor::from_vec(grads.w, w.shape(), dev)?),
+            Some(Tensor::from_vec(d_w, w.shape(), dev)?),
             Some(Tensor::from_vec(grads.hc0, hc0.shape(), dev)?),
         ))
     }
