@@ -20,6 +20,7 @@ use super::output_loss::OutputLoss;
 use super::Seq2Seq;
 use crate::data::batch::Batch;
 use crate::error::{Error, Result};
+use crate::optim::Gradient;
 
 /// What one LSTM layer's backward pass needs from the forward pass.
 struct LayerTape {
@@ -143,12 +144,12 @@ impl Seq2Seq {
 
 impl CpuForward<'_> {
     /// The backward pass: every parameter's gradient by name (the names of
-    /// `Seq2Seq::named_tensors`).
-    pub fn backward(self) -> Result<HashMap<String, Tensor>> {
+    /// `Seq2Seq::named_tensors`); the embeddings' as their batch rows only.
+    pub fn backward(self) -> Result<HashMap<String, Gradient>> {
         let m = self.model;
         let mut grads = HashMap::new();
-        grads.insert("proj.weight".into(), tensor(self.d_proj_w, &m.proj_w)?);
-        grads.insert("proj.bias".into(), tensor(self.d_proj_b, &m.proj_b)?);
+        grads.insert("proj.weight".into(), dense(self.d_proj_w, &m.proj_w)?);
+        grads.insert("proj.bias".into(), dense(self.d_proj_b, &m.proj_b)?);
 
         let mut d_hs = self.d_top;
         if let Some(mask) = &self.top_mask {
@@ -261,23 +262,23 @@ fn layer_backward(
     layer: &LstmLayer,
     side: &str,
     k: usize,
-    grads: &mut HashMap<String, Tensor>,
+    grads: &mut HashMap<String, Gradient>,
 ) -> Result<(Vec<f32>, Vec<f32>)> {
     let g = tape
         .op
         .backward(&tape.x, &tape.w, &tape.hc0, &tape.out, &tape.act, d_out);
-    let d_b = tensor(g.b, &layer.bias_ih)?;
+    let d_b = Tensor::from_vec(g.b, layer.bias_ih.shape(), &Device::Cpu)?;
     grads.insert(
         format!("{side}.weight_ih_l{k}"),
-        tensor(g.w_ih, &layer.weight_ih)?,
+        dense(g.w_ih, &layer.weight_ih)?,
     );
     grads.insert(
         format!("{side}.weight_hh_l{k}"),
-        tensor(g.w_hh, &layer.weight_hh)?,
+        dense(g.w_hh, &layer.weight_hh)?,
     );
     // b_ih and b_hh enter as their sum: both get the same gradient.
-    grads.insert(format!("{side}.bias_hh_l{k}"), d_b.clone());
-    grads.insert(format!("{side}.bias_ih_l{k}"), d_b);
+    grads.insert(format!("{side}.bias_hh_l{k}"), Gradient::Dense(d_b.clone()));
+    grads.insert(format!("{side}.bias_ih_l{k}"), Gradient::Dense(d_b));
     let mut d_x = g.x;
     if let Some(mask) = &tape.in_mask {
         multiply(&mut d_x, mask);
@@ -308,19 +309,34 @@ fn weight_block(layer: &LstmLayer) -> Result<Vec<f32>> {
 }
 
 /// The gradient of an embedding table: each position's row of `d (len, E)` added into the
-/// row of its token.
-fn embedding_grad(table: &Tensor, ids: &[u32], d: &[f32]) -> Result<Tensor> {
+/// row of its token, kept as the rows of the batch's distinct tokens.
+fn embedding_grad(table: &Tensor, ids: &[u32], d: &[f32]) -> Result<Gradient> {
     let (v, e) = table.dims2()?;
-    let mut g = vec![0f32; v * e];
+    let mut slot = vec![u32::MAX; v];
+    let (mut distinct, mut rows) = (Vec::new(), Vec::new());
     for (&id, row) in ids.iter().zip(d.chunks_exact(e)) {
-        add(&mut g[id as usize * e..(id as usize + 1) * e], row);
+        let s = &mut slot[id as usize];
+        if *s == u32::MAX {
+            *s = distinct.len() as u32;
+            distinct.push(id);
+            rows.extend_from_slice(row);
+        } else {
+            add(&mut rows[*s as usize * e..(*s as usize + 1) * e], row);
+        }
     }
-    tensor(g, table)
+    Ok(Gradient::Rows {
+        ids: distinct,
+        rows,
+    })
 }
 
-/// A CPU tensor of `like`'s shape.
-fn tensor(data: Vec<f32>, like: &Tensor) -> Result<Tensor> {
-    Ok(Tensor::from_vec(data, like.shape(), &Device::Cpu)?)
+/// A dense CPU gradient of `like`'s shape.
+fn dense(data: Vec<f32>, like: &Tensor) -> Result<Gradient> {
+    Ok(Gradient::Dense(Tensor::from_vec(
+        data,
+        like.shape(),
+        &Device::Cpu,
+    )?))
 }
 
 fn multiply(x: &mut [f32], by: &[f32]) {

@@ -2,7 +2,7 @@
 //! one pass over each tensor and no temporaries. Written as Candle tensor ops, SGD made about
 //! nine full-size passes per parameter and step, Adam about twenty-five.
 
-use candle_core::{CpuStorage, InplaceOp2, InplaceOp3, Layout, Tensor};
+use candle_core::{CpuStorage, InplaceOp1, InplaceOp2, InplaceOp3, Layout, Tensor};
 use rayon::prelude::*;
 
 use crate::error::Result;
@@ -71,6 +71,36 @@ impl InplaceOp2 for SgdUpdate {
     ) -> candle_core::Result<()> {
         let step = self.step;
         zip_in_place(dst, dst_l, g, gl, |w, g| *w -= step * g)
+    }
+}
+
+/// `w[id] <- w[id] - step * row` for the given rows of a `(V, E)` parameter (a sparse SGD
+/// step: the other rows' gradient is zero).
+pub struct SgdRows<'a> {
+    pub ids: &'a [u32],
+    /// `(ids.len(), E)`.
+    pub rows: &'a [f32],
+    pub step: f32,
+}
+
+impl InplaceOp1 for SgdRows<'_> {
+    fn name(&self) -> &'static str {
+        "sgd-rows"
+    }
+
+    fn cpu_fwd(&self, dst: &mut CpuStorage, dst_l: &Layout) -> candle_core::Result<()> {
+        let w = dst_f32(dst, dst_l)?;
+        let e = self.rows.len() / self.ids.len().max(1);
+        for (&id, row) in self.ids.iter().zip(self.rows.chunks_exact(e.max(1))) {
+            let Some(target) = w.get_mut(id as usize * e..(id as usize + 1) * e) else {
+                candle_core::bail!("sparse SGD step: row {id} is outside the parameter");
+            };
+            target
+                .iter_mut()
+                .zip(row)
+                .for_each(|(w, g)| *w -= self.step * g);
+        }
+        Ok(())
     }
 }
 

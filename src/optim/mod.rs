@@ -19,6 +19,34 @@ struct AdamMoments {
     t: i32,
 }
 
+/// A parameter's gradient.
+pub enum Gradient {
+    Dense(Tensor),
+    /// Only the rows `ids` (distinct) of a `(V, E)` parameter are non-zero: an embedding's
+    /// rows for the batch's words. `rows`: `(ids.len(), E)`.
+    Rows {
+        ids: Vec<u32>,
+        rows: Vec<f32>,
+    },
+}
+
+impl Gradient {
+    /// The gradient as a dense tensor shaped like `like`.
+    pub fn to_dense(&self, like: &Tensor) -> Result<Tensor> {
+        match self {
+            Gradient::Dense(t) => Ok(t.clone()),
+            Gradient::Rows { ids, rows } => {
+                let e = like.dim(1)?;
+                let mut dense = vec![0f32; like.elem_count()];
+                for (&id, row) in ids.iter().zip(rows.chunks_exact(e.max(1))) {
+                    dense[id as usize * e..(id as usize + 1) * e].copy_from_slice(row);
+                }
+                Ok(Tensor::from_vec(dense, like.shape(), like.device())?)
+            }
+        }
+    }
+}
+
 /// Updates a fixed list of variables.
 pub struct Optimizer {
     kind: OptimizerKind,
@@ -116,18 +144,43 @@ impl Optimizer {
     /// Non-finite gradients skip the update.
     pub fn step(&mut self, grads: &GradStore, lr: f64) -> Result<StepReport> {
         let gs: Vec<Option<&Tensor>> = self.vars.iter().map(|v| grads.get(v.as_tensor())).collect();
-        self.apply(gs, lr)
+        let rows = vec![None; gs.len()];
+        self.apply(gs, rows, lr)
     }
 
     /// `step` with the gradients by variable name (the CPU training step's own backward pass).
-    pub fn step_named(&mut self, grads: &HashMap<String, Tensor>, lr: f64) -> Result<StepReport> {
-        let gs: Vec<Option<&Tensor>> = self.names.iter().map(|n| grads.get(n)).collect();
-        self.apply(gs, lr)
+    /// Row gradients stay sparse in the fused SGD update and in the norm.
+    pub fn step_named(&mut self, grads: &HashMap<String, Gradient>, lr: f64) -> Result<StepReport> {
+        let sparse_sgd = self.fused && matches!(self.kind, OptimizerKind::Sgd);
+        let mut dense: Vec<Option<Tensor>> = Vec::with_capacity(self.vars.len());
+        let mut rows: Vec<Option<(&[u32], &[f32])>> = Vec::with_capacity(self.vars.len());
+        for (name, var) in self.names.iter().zip(&self.vars) {
+            let (d, r) = match grads.get(name) {
+                None => (None, None),
+                Some(Gradient::Rows { ids, rows }) if sparse_sgd => {
+                    (None, Some((ids.as_slice(), rows.as_slice())))
+                }
+                Some(g) => (Some(g.to_dense(var.as_tensor())?), None),
+            };
+            dense.push(d);
+            rows.push(r);
+        }
+        self.apply(dense.iter().map(Option::as_ref).collect(), rows, lr)
     }
 
-    /// `gs`: each variable's gradient, in `vars` order.
-    fn apply(&mut self, gs: Vec<Option<&Tensor>>, lr: f64) -> Result<StepReport> {
-        let mut sq = 0f64;
+    /// `gs`: each variable's dense gradient, in `vars` order; `rows`: or its non-zero rows
+    /// (fused SGD only).
+    fn apply(
+        &mut self,
+        gs: Vec<Option<&Tensor>>,
+        rows: Vec<Option<(&[u32], &[f32])>>,
+        lr: f64,
+    ) -> Result<StepReport> {
+        let mut sq: f64 = rows
+            .iter()
+            .flatten()
+            .map(|(_, r)| r.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>())
+            .sum();
         for g in gs.iter().flatten() {
             sq += if self.fused {
                 fused::sum_squares(g)?
@@ -149,7 +202,12 @@ impl Optimizer {
         };
         match self.kind {
             OptimizerKind::Sgd => {
-                for (var, g) in self.vars.iter().zip(&gs) {
+                for ((var, g), r) in self.vars.iter().zip(&gs).zip(&rows) {
+                    if let Some((ids, rows)) = r {
+                        let step = (lr * scale) as f32;
+                        var.as_tensor()
+                            .inplace_op1(&fused::SgdRows { ids, rows, step })?;
+                    }
                     let Some(g) = g else { continue };
                     if self.fused {
                         let step = (lr * scale) as f32;
@@ -270,6 +328,52 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    /// Row gradients (an embedding's batch rows) update like the same gradient given dense,
+    /// with SGD's sparse step and with Adam (which densifies them), clipping included.
+    #[test]
+    fn row_gradients_update_like_dense_ones() {
+        let dev = Device::Cpu;
+        let w0: Vec<f32> = (0..6 * 4).map(|i| (i as f32 * 0.37).sin()).collect();
+        let ids = vec![4u32, 1];
+        let rows: Vec<f32> = (0..2 * 4).map(|i| 3.0 - i as f32).collect();
+        let mut dense = vec![0f32; 6 * 4];
+        dense[16..20].copy_from_slice(&rows[..4]);
+        dense[4..8].copy_from_slice(&rows[4..]);
+        for kind in [OptimizerKind::Sgd, OptimizerKind::Adam] {
+            let var = || Var::from_slice(&w0, (6, 4), &dev).unwrap();
+            let (a, b) = (var(), var());
+            let mut opt_a = Optimizer::new(kind, vec![("e".into(), a.clone())], 1.0).unwrap();
+            let mut opt_b = Optimizer::new(kind, vec![("e".into(), b.clone())], 1.0).unwrap();
+            let sparse = HashMap::from([(
+                "e".to_string(),
+                Gradient::Rows {
+                    ids: ids.clone(),
+                    rows: rows.clone(),
+                },
+            )]);
+            let full = HashMap::from([(
+                "e".to_string(),
+                Gradient::Dense(Tensor::from_slice(&dense, (6, 4), &dev).unwrap()),
+            )]);
+            for _ in 0..2 {
+                let ra = opt_a.step_named(&sparse, 0.5).unwrap();
+                let rb = opt_b.step_named(&full, 0.5).unwrap();
+                assert!((ra.grad_norm - rb.grad_norm).abs() < 1e-9 && ra.grad_norm > 1.0);
+            }
+            let flat = |v: &Var| {
+                v.as_tensor()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap()
+            };
+            for (x, y) in flat(&a).iter().zip(flat(&b)) {
+                assert!((x - y).abs() <= 1e-6, "{kind:?}: {x} vs {y}");
+            }
+            assert_ne!(flat(&a), w0, "{kind:?}: the update happened");
         }
     }
 }
