@@ -90,6 +90,21 @@ pub enum CorpusCommand {
     },
 }
 
+impl Command {
+    /// The `--threads` of a command that computes (None for the others).
+    pub fn threads(&self) -> Option<usize> {
+        match self {
+            Command::Train(a) => Some(a.threads),
+            Command::Translate(a) => Some(a.search.threads),
+            Command::Eval(a) => Some(a.search.threads),
+            Command::Score(a) => Some(a.threads),
+            Command::Bench(a) => Some(a.threads),
+            Command::Experiment(ExperimentCommand::Depth(a)) => Some(a.threads),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum ExperimentCommand {
     /// Train one model per LSTM depth under equal settings and compare perplexity, BLEU and
