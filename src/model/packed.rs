@@ -275,6 +275,11 @@ fn kernel(x: Six, panel: &[f32], init: &[f32; PANEL], tile: &mut [[f32; PANEL]; 
         unsafe { avx::tile6(&x, panel, init, tile) };
         return;
     }
+    tile6_scalar(&x, panel, init, tile);
+}
+
+/// The kernel in plain Rust (CPUs without AVX2, and the tests' reference).
+fn tile6_scalar(x: &Six, panel: &[f32], init: &[f32; PANEL], tile: &mut [[f32; PANEL]; ROWS]) {
     for (r, t) in tile.iter_mut().enumerate() {
         *t = *init;
         let row = x.a[r * x.ka..(r + 1) * x.ka]
@@ -401,6 +406,49 @@ mod avx512 {
 mod tests {
     use super::*;
     use crate::model::rowdot::tests::{case, naive};
+
+    /// Each SIMD tile the CPU can run against the plain one, both column blocks used.
+    #[test]
+    fn simd_tiles_match_the_scalar_tile() {
+        let (ka, kb) = (7, 19);
+        let a: Vec<f32> = (0..ROWS * ka).map(|i| (i as f32 * 0.31).sin()).collect();
+        let b: Vec<f32> = (0..ROWS * kb).map(|i| (i as f32 * 0.17).cos()).collect();
+        let panel: Vec<f32> = (0..(ka + kb) * PANEL)
+            .map(|i| (i as f32 * 0.07).sin())
+            .collect();
+        let init: [f32; PANEL] = std::array::from_fn(|j| j as f32 * 0.5);
+        let x = Six {
+            a: &a,
+            b: &b,
+            ka,
+            kb,
+        };
+        let mut want = [[0f32; PANEL]; ROWS];
+        tile6_scalar(&x, &panel, &init, &mut want);
+        let check = |got: &[[f32; PANEL]; ROWS], which: &str| {
+            for (g, w) in got.iter().flatten().zip(want.iter().flatten()) {
+                assert!(
+                    (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
+                    "{which}: {g} vs {w}"
+                );
+            }
+        };
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                let mut got = [[0f32; PANEL]; ROWS];
+                // SAFETY: the features are present; the lengths are the kernel's.
+                unsafe { avx::tile6(&x, &panel, &init, &mut got) };
+                check(&got, "avx2");
+            }
+            if is_x86_feature_detected!("avx512f") {
+                let mut got = [[0f32; PANEL]; ROWS];
+                // SAFETY: as above.
+                unsafe { avx512::tile6(&x, &panel, &init, &mut got) };
+                check(&got, "avx512");
+            }
+        }
+    }
 
     #[test]
     fn matches_naive_for_every_tile_edge() {
