@@ -504,43 +504,32 @@ mod tests {
             .chunks(stride)
             .flat_map(|r| r[left..left + k].to_vec())
             .collect();
-        let view = MatRef {
-            data: &wide[left..],
-            rs: stride,
-            cs: 1,
+        // Packing through the view gives the panels of packing the row-major copy.
+        let same = |rs: usize, cs: usize, (rows, cols): (usize, usize), copy: &[f32]| {
+            let view = MatRef {
+                data: &wide[left..],
+                rs,
+                cs,
+            };
+            assert_eq!(
+                PackedWt::from_view(view, rows, cols).data,
+                PackedWt::new(copy, rows, cols).data,
+                "strides ({rs}, {cs})"
+            );
         };
-        assert_eq!(
-            PackedWt::from_view(view, n, k).data,
-            PackedWt::new(&block, n, k).data
-        );
+        same(stride, 1, (n, k), &block);
         // Transpose: the block read as (k, n).
         let t: Vec<f32> = (0..k)
             .flat_map(|c| (0..n).map(move |r| (r, c)))
             .map(|(r, c)| block[r * k + c])
             .collect();
-        let view_t = MatRef {
-            data: &wide[left..],
-            rs: 1,
-            cs: stride,
-        };
-        assert_eq!(
-            PackedWt::from_view(view_t, k, n).data,
-            PackedWt::new(&t, k, n).data
-        );
+        same(1, stride, (k, n), &t);
         // Neither stride 1: every other column of the wide matrix.
         let cols = (stride - left).div_ceil(2);
         let every_other: Vec<f32> = wide
             .chunks(stride)
             .flat_map(|r| r[left..].iter().step_by(2).copied().collect::<Vec<_>>())
             .collect();
-        let view_2 = MatRef {
-            data: &wide[left..],
-            rs: stride,
-            cs: 2,
-        };
-        assert_eq!(
-            PackedWt::from_view(view_2, n, cols).data,
-            PackedWt::new(&every_other, n, cols).data
-        );
+        same(stride, 2, (n, cols), &every_other);
     }
 }
