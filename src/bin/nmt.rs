@@ -35,7 +35,7 @@ extern "C" {
     fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
 }
 
-/// `mi_option_purge_delay` in mimalloc v2's `mi_option_e`.
+/// `mi_option_purge_delay` in mimalloc's `mi_option_e` (15 in v2 and in v3, which is linked).
 const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
 
 /// Keeps freed memory for reuse instead of handing it back to the OS: training and search
