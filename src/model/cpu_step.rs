@@ -6,6 +6,7 @@
 //! 298 ms 4-layer bench step). `forward_train` (Candle ops, every device) stays the
 //! reference the tests hold this path to.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -105,11 +106,16 @@ impl Seq2Seq {
         let top = decoder
             .last()
             .map_or(&[][..], |tape| &tape.out[..t_len * bh]);
-        let mut top = top.to_vec();
+        // A copy only when dropout changes it.
         let top_mask = dropout.and_then(|d| d.mask(top.len()));
-        if let Some(m) = &top_mask {
-            multiply(&mut top, m);
-        }
+        let top: Cow<[f32]> = match &top_mask {
+            Some(m) => {
+                let mut dropped = top.to_vec();
+                multiply(&mut dropped, m);
+                Cow::Owned(dropped)
+            }
+            None => Cow::Borrowed(top),
+        };
 
         let targets = batch.tgt_out.flatten_all()?.to_vec1::<u32>()?;
         let target_mask = batch.tgt_mask.flatten_all()?.to_vec1::<f32>()?;

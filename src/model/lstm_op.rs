@@ -77,17 +77,9 @@ impl<'a> Weights<'a> {
         self.input + self.hidden + 1
     }
 
-    /// `W_ih (4H, I)` as a view.
-    fn ih(&self) -> MatRef<'a> {
-        MatRef {
-            data: self.w,
-            rs: self.stride(),
-            cs: 1,
-        }
-    }
-
-    /// `[W_ih | W_hh] (4H, I + H)` as a view.
-    fn ih_hh(&self) -> MatRef<'a> {
+    /// The block's rows from their first column: `W_ih (4H, I)` read `I` wide, `[W_ih | W_hh]
+    /// (4H, I + H)` read `I + H` wide (the product's shape says how far).
+    fn rows(&self) -> MatRef<'a> {
         MatRef {
             data: self.w,
             rs: self.stride(),
@@ -155,7 +147,7 @@ impl LstmLayerOp {
         // Each step's gates in one packed product, [x_t | h_{t-1}] . [W_ih | W_hh]ᵀ + b, written
         // while they are about to be used (no (T * B, 4H) pass ahead of the time loop).
         let bias = wv.bias();
-        let both = Recurrent::new(wv.ih_hh(), 4 * h, input + h, b_len);
+        let both = Recurrent::new(wv.rows(), 4 * h, input + h, b_len);
         let step = b_len * 4 * h;
         let mut gates = Vec::with_capacity(tb * 4 * h);
         let mut out = vec![0f32; tbh + bh];
@@ -292,7 +284,7 @@ impl LstmLayerOp {
         }
         // db = column sums; dx = dgates . W_ih.
         let d_b = column_sums(&d_gates, 4 * h);
-        let d_x = gemm_new(tb, input, 4 * h, MatRef::rows(&d_gates, 4 * h), wv.ih());
+        let d_x = gemm_new(tb, input, 4 * h, MatRef::rows(&d_gates, 4 * h), wv.rows());
         let mut d_hc0 = dh_next;
         d_hc0.extend_from_slice(&dc_next);
         LayerGrads {
