@@ -7,6 +7,14 @@
 NMT := ./target/release/nmt
 DEMO := checkpoints/demo
 
+# A team checkout sits beside shared/corpora/: use that copy of Multi30k unless NMT_CORPORA
+# says otherwise (as .ci/run does), so `make demo` needs no download there.
+ifeq ($(origin NMT_CORPORA),undefined)
+ifneq ($(wildcard ../shared/corpora/multi30k),)
+export NMT_CORPORA := $(abspath ../shared/corpora)
+endif
+endif
+
 .PHONY: build demo test lint toy clean-demo bench
 
 build:
