@@ -85,6 +85,11 @@ unsafe fn gemm_raw(
         }
         return;
     }
+    if super::sgemm::suits(m, n, k) {
+        // The logits' shape: a narrow `a` against a wide `b` (the module says why).
+        super::sgemm::sgemm(m, n, k, dst, accumulate, a, b);
+        return;
+    }
     let threads = candle_core::utils::get_num_threads();
     let parallelism = if threads > 1 && m * n * k >= 64 * 64 * 64 {
         gemm::Parallelism::Rayon(threads)

@@ -12,6 +12,7 @@ pub mod packed;
 pub mod params;
 pub mod rowdot;
 pub mod scorer;
+pub mod sgemm;
 pub mod step;
 pub mod vexp;
 
