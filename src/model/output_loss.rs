@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::kernels::{column_sums, cpu_f32, gemm_new, MatRef};
+use super::kernels::{cpu_f32, gemm_new, MatRef};
 use super::vexp::exp_in_place;
 
 /// `hidden (N, H)`, `weight (V, H)`, `bias (V)` -> `[loss, nll]` `(2)`, summed over the rows
@@ -72,30 +72,52 @@ impl OutputLoss {
         let p_scale = g_loss + g_nll;
         let uniform = g_loss * eps / v as f32;
         let at_target = g_nll + g_loss * (1.0 - eps);
-        let (loss, nll) = x
-            .par_chunks_mut(v)
-            .zip(self.targets.par_iter().zip(self.mask.par_iter()))
-            .with_min_len(8)
-            .map(|(row, (&t, &m))| {
-                if m == 0.0 {
-                    row.fill(0.0);
-                    return (0.0, 0.0);
+        // Blocks of rows, each summing its rows of d logits into its own db while they are in
+        // cache (a separate column-sum pass read all (N, V) again: ~5 ms at 1280 x 16000).
+        let per_block = n.div_ceil(4 * rayon::current_num_threads()).max(1);
+        let blocks: Vec<(f64, f64, Vec<f32>)> = x
+            .par_chunks_mut(per_block * v.max(1))
+            .zip(
+                self.targets
+                    .par_chunks(per_block)
+                    .zip(self.mask.par_chunks(per_block)),
+            )
+            .map(|(rows, (targets, mask))| {
+                let mut db = vec![0f32; v];
+                let (mut loss, mut nll) = (0.0, 0.0);
+                for (row, (&t, &m)) in rows.chunks_mut(v).zip(targets.iter().zip(mask)) {
+                    if m == 0.0 {
+                        row.fill(0.0);
+                        continue;
+                    }
+                    let (max, sum) = add_bias_max_sum(row, b);
+                    let x_t = row[t as usize];
+                    // Each exponential once: the row becomes exp(x - max), then
+                    // p_scale * p - uniform.
+                    let z = exp_in_place(row, max);
+                    let lse = max + z.ln();
+                    let row_nll = lse - x_t;
+                    let smooth = lse - (sum / v as f64) as f32;
+                    let k = p_scale / z;
+                    for (a, d) in row.iter_mut().zip(db.iter_mut()) {
+                        *a = *a * k - uniform;
+                        *d += *a;
+                    }
+                    row[t as usize] -= at_target;
+                    db[t as usize] -= at_target;
+                    loss += ((1.0 - eps) * row_nll + eps * smooth) as f64;
+                    nll += row_nll as f64;
                 }
-                let (max, sum) = add_bias_max_sum(row, b);
-                let x_t = row[t as usize];
-                // Each exponential once: the row becomes exp(x - max), then p_scale * p - uniform.
-                let z = exp_in_place(row, max);
-                let lse = max + z.ln();
-                let nll = lse - x_t;
-                let smooth = lse - (sum / v as f64) as f32;
-                let k = p_scale / z;
-                row.iter_mut().for_each(|a| *a = *a * k - uniform);
-                row[t as usize] -= at_target;
-                let loss = (1.0 - eps) * nll + eps * smooth;
-                (loss as f64, nll as f64)
+                (loss, nll, db)
             })
-            .reduce(|| (0.0, 0.0), |(l1, n1), (l2, n2)| (l1 + l2, n1 + n2));
-        let db = column_sums(&x, v);
+            .collect();
+        let (loss, nll) = blocks
+            .iter()
+            .fold((0.0, 0.0), |(l, n), b| (l + b.0, n + b.1));
+        let mut db = vec![0f32; v];
+        for block in &blocks {
+            db.iter_mut().zip(&block.2).for_each(|(d, a)| *d += a);
+        }
         // dW = dxᵀ . h straight into W's layout (with the gemm crate's AVX-512 kernels this is
         // 27.4 ms against 28.5-32 for hᵀ . dx and a transpose).
         let dw = gemm_new(v, hd, n, MatRef::transposed(&x, v), MatRef::rows(h, hd));
