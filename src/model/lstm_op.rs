@@ -6,16 +6,22 @@
 //! pass builds no full-size temporaries for the gates. `lstm::LstmLayer` falls back to plain
 //! Candle ops elsewhere (GPU).
 
+use std::cell::Cell;
 use std::sync::{Arc, Mutex};
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 
 use rayon::prelude::*;
 
-use super::kernels::{column_sums, cpu_f32, gemm, gemm_new, lstm_cell, storage_f32, MatRef};
+use super::kernels::{column_sums, cpu_f32, gemm_new, lstm_cell, storage_f32, MatRef};
 use super::packed::PackedWt;
 use super::rowdot::matmul_wt;
 use super::vexp::tanh_in_place;
+
+thread_local! {
+    /// The gate gradients of the last `backward` on this thread, kept for the next.
+    static D_GATES: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+}
 
 /// The fused layer. Inputs: `x (T, B, I)`; `w (4H, I + H + 1)` = `[W_ih | W_hh | b_ih + b_hh]`,
 /// PyTorch's weights side by side; `hc0 (2, B, H)` = [h0, c0].
@@ -219,7 +225,10 @@ impl LstmLayerOp {
         let (cs, gates) = (&act.cs, &act.gates);
         let (dh_ext, dc_last) = d_out.split_at(tbh);
         let (h0, c0) = hc0.split_at(bh);
-        let mut d_gates = vec![0f32; tb * 4 * h];
+        // BPTT writes every element (padding rows as zeros), so the buffer of the last call
+        // is reused as it is: no 10 MB zero fill per layer at 512.
+        let mut d_gates = D_GATES.take();
+        d_gates.resize(tb * 4 * h, 0.0);
         let mut dh_next = vec![0f32; bh];
         let mut dc_next = dc_last.to_vec();
         // W_hh^T (H, 4H), so that dh_{t-1} = dgates_t . (W_hh^T)^T is the same product.
@@ -249,6 +258,7 @@ impl LstmLayerOp {
                     } else {
                         // Padding passed the state through: so does its gradient.
                         dhn.iter_mut().zip(dhe).for_each(|(a, b)| *a += b);
+                        dg.fill(0.0);
                     }
                 });
             // dh_{t-1} += dgates_t . W_hh   (B, 4H) x (4H, H)
@@ -262,29 +272,35 @@ impl LstmLayerOp {
             MatRef::transposed(&d_gates, 4 * h),
             MatRef::rows(x, input),
         );
-        // dW_hh = sum_t dgates_tᵀ . h_{t-1}: h0 for t = 0, then one gemm over all later steps.
-        let first = &d_gates[..(b_len * 4 * h).min(d_gates.len())];
-        let mut d_hh = gemm_new(
-            4 * h,
-            h,
-            first.len() / (4 * h),
-            MatRef::transposed(first, 4 * h),
-            MatRef::rows(h0, h),
-        );
-        if t_len > 1 {
-            gemm(
+        // dW_hh = sum_t dgates_tᵀ . h_{t-1} as one gemm over the steps: a zero h0 (the
+        // encoder's start) adds nothing; otherwise h0 goes in front of the outputs of every
+        // step but the last. (Two gemms, the second adding into the first's (4H, H), cost
+        // 0.5-2 ms more per layer at 512.)
+        let later = t_len.saturating_sub(1) * b_len;
+        let d_hh = if h0.iter().all(|&v| v == 0.0) {
+            gemm_new(
                 4 * h,
                 h,
-                (t_len - 1) * b_len,
-                &mut d_hh,
-                true,
-                MatRef::transposed(&d_gates[b_len * 4 * h..], 4 * h),
-                MatRef::rows(&hs[..(t_len - 1) * bh], h),
-            );
-        }
+                later,
+                MatRef::transposed(&d_gates[(tb - later) * 4 * h..], 4 * h),
+                MatRef::rows(&hs[..later * h], h),
+            )
+        } else {
+            let mut h_prev = Vec::with_capacity(bh + later * h);
+            h_prev.extend_from_slice(h0);
+            h_prev.extend_from_slice(&hs[..later * h]);
+            gemm_new(
+                4 * h,
+                h,
+                tb,
+                MatRef::transposed(&d_gates, 4 * h),
+                MatRef::rows(&h_prev, h),
+            )
+        };
         // db = column sums; dx = dgates . W_ih.
         let d_b = column_sums(&d_gates, 4 * h);
         let d_x = gemm_new(tb, input, 4 * h, MatRef::rows(&d_gates, 4 * h), wv.rows());
+        D_GATES.set(d_gates);
         let mut d_hc0 = dh_next;
         d_hc0.extend_from_slice(&dc_next);
         LayerGrads {
