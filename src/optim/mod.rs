@@ -179,7 +179,7 @@ impl Optimizer {
         let mut sq: f64 = rows
             .iter()
             .flatten()
-            .map(|(_, r)| r.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>())
+            .map(|(_, r)| fused::sum_squares_of(r))
             .sum();
         for g in gs.iter().flatten() {
             sq += if self.fused {
