@@ -72,10 +72,13 @@ pub unsafe fn sgemm(
         // Later depth blocks add to what the first wrote.
         let acc = accumulate || block > 0;
         let pa = &pa;
-        (0..n.div_ceil(nc)).into_par_iter().for_each(|jb| {
+        // One buffer for b's block per worker, not per block: pack_b writes all of it (zeros
+        // past n), so a reused one needs no zero fill (50 blocks of 640 KiB a step at 16k).
+        let blocks_b = (0..n.div_ceil(nc)).into_par_iter();
+        blocks_b.for_each_init(Vec::new, |pb, jb| {
             let j0 = jb * nc;
             let panels_b = nc.min(n - j0).div_ceil(NR);
-            let mut pb = vec![0f32; panels_b * NR * kc];
+            pb.resize(panels_b * NR * kc, 0.0);
             for (jp, panel) in pb.chunks_mut(NR * kc).enumerate() {
                 pack_b(b, n, p0, kc, j0 + jp * NR, panel);
             }
