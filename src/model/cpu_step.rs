@@ -16,7 +16,7 @@ use rayon::prelude::*;
 use super::dropout::Dropout;
 use super::kernels::storage_f32;
 use super::lstm::LstmLayer;
-use super::lstm_op::{Activations, LstmLayerOp};
+use super::lstm_op::{self, Activations, LstmLayerOp};
 use super::output_loss::OutputLoss;
 use super::Seq2Seq;
 use crate::data::batch::Batch;
@@ -294,33 +294,18 @@ fn layer_backward(
 
 /// `[W_ih | W_hh | b_ih + b_hh]`, `(4H, I + H + 1)`: the LSTM op's weight layout.
 fn weight_block(layer: &LstmLayer) -> Result<Vec<f32>> {
-    let (g4, input) = layer.weight_ih.dims2()?;
-    let h = layer.hidden();
     let (s1, l1) = layer.weight_ih.storage_and_layout();
     let (s2, l2) = layer.weight_hh.storage_and_layout();
     let (s3, l3) = layer.bias_ih.storage_and_layout();
     let (s4, l4) = layer.bias_hh.storage_and_layout();
-    let w_ih = storage_f32(&s1, l1, "weight_ih")?;
-    let w_hh = storage_f32(&s2, l2, "weight_hh")?;
     let b_ih = storage_f32(&s3, l3, "bias_ih")?;
     let b_hh = storage_f32(&s4, l4, "bias_hh")?;
-    let stride = input + h + 1;
-    let len = g4 * stride;
-    // Written once, row by row in parallel: no zero fill first (8 MB a layer at 512).
-    let mut w = Vec::with_capacity(len);
-    w.spare_capacity_mut()[..len]
-        .par_chunks_mut(stride)
-        .enumerate()
-        .for_each(|(g, row)| {
-            let (ih, rest) = row.split_at_mut(input);
-            let (hh, b) = rest.split_at_mut(h);
-            ih.write_copy_of_slice(&w_ih[g * input..(g + 1) * input]);
-            hh.write_copy_of_slice(&w_hh[g * h..(g + 1) * h]);
-            b[0].write(b_ih[g] + b_hh[g]);
-        });
-    // SAFETY: each of the g4 rows of `stride` was written above (input + h + 1 values).
-    unsafe { w.set_len(len) };
-    Ok(w)
+    let b: Vec<f32> = b_ih.iter().zip(b_hh).map(|(a, b)| a + b).collect();
+    Ok(lstm_op::weight_block(
+        storage_f32(&s1, l1, "weight_ih")?,
+        storage_f32(&s2, l2, "weight_hh")?,
+        &b,
+    ))
 }
 
 /// The gradient of an embedding table: each position's row of `d (len, E)` added into the

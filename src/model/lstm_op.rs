@@ -56,19 +56,32 @@ pub struct LayerGrads {
     pub hc0: Vec<f32>,
 }
 
-impl LayerGrads {
-    /// The weight gradient as the op's block, `[dW_ih | dW_hh | db]`.
-    fn block(&self) -> Vec<f32> {
-        let (g4, h) = (self.b.len(), self.w_hh.len() / self.b.len().max(1));
-        let input = self.w_ih.len() / g4.max(1);
-        let mut w = Vec::with_capacity(g4 * (input + h + 1));
-        for g in 0..g4 {
-            w.extend_from_slice(&self.w_ih[g * input..(g + 1) * input]);
-            w.extend_from_slice(&self.w_hh[g * h..(g + 1) * h]);
-            w.push(self.b[g]);
-        }
-        w
-    }
+/// The op's weight layout, `[w_ih | w_hh | b]` `(4H, I + H + 1)`, from `w_ih (4H, I)`,
+/// `w_hh (4H, H)` and `b (4H)`: rows in parallel, each written once (no zero fill first: 8 MB
+/// a layer at 512).
+pub fn weight_block(w_ih: &[f32], w_hh: &[f32], b: &[f32]) -> Vec<f32> {
+    let g4 = b.len();
+    let (input, h) = (w_ih.len() / g4.max(1), w_hh.len() / g4.max(1));
+    assert!(
+        w_ih.len() == g4 * input && w_hh.len() == g4 * h,
+        "weight_block: W_ih, W_hh and b do not share 4H rows"
+    );
+    let stride = input + h + 1;
+    let len = g4 * stride;
+    let mut w = Vec::with_capacity(len);
+    w.spare_capacity_mut()[..len]
+        .par_chunks_mut(stride)
+        .enumerate()
+        .for_each(|(g, row)| {
+            let (ih, rest) = row.split_at_mut(input);
+            let (hh, bias) = rest.split_at_mut(h);
+            ih.write_copy_of_slice(&w_ih[g * input..(g + 1) * input]);
+            hh.write_copy_of_slice(&w_hh[g * h..(g + 1) * h]);
+            bias[0].write(b[g]);
+        });
+    // SAFETY: each of the g4 rows of `stride` was written above (input + h + 1 values).
+    unsafe { w.set_len(len) };
+    w
 }
 
 /// `w (4H, I + H + 1)` as its three blocks.
@@ -374,7 +387,7 @@ impl CustomOp3 for LstmLayerOp {
             )
         };
         let dev = res.device();
-        let d_w = grads.block();
+        let d_w = weight_block(&grads.w_ih, &grads.w_hh, &grads.b);
         Ok((
             Some(Tensor::from_vec(grads.x, x.shape(), dev)?),
             Some(Tensor::from_vec(d_w, w.shape(), dev)?),
