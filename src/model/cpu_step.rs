@@ -83,7 +83,9 @@ impl Seq2Seq {
         let zero = vec![vec![0f32; 2 * b * hidden]; layers];
         let src_mask = batch.src_mask.as_ref().map(|m| m.flags.clone());
         let shape = (s_len, b, src_mask);
-        let encoder = run_stack(&self.encoder.layers, x, mask, shape, &zero, &mut dropout)?;
+        // The encoder starts from constant zeros: no gradient for them.
+        let zero = (&zero[..], false);
+        let encoder = run_stack(&self.encoder.layers, x, mask, shape, zero, &mut dropout)?;
         // Encoder layer k's last h and c start decoder layer k.
         let bh = b * hidden;
         let init: Vec<Vec<f32>> = encoder
@@ -100,7 +102,7 @@ impl Seq2Seq {
             y,
             mask,
             (t_len, b, None),
-            &init,
+            (&init, true),
             &mut dropout,
         )?;
         let top = decoder
@@ -224,15 +226,15 @@ fn embed_dropped(
     Ok((x, mask))
 }
 
-/// Runs a stack of layers over `x (T, B, I)` from `init` (each layer's `[h0 | c0]`), with
-/// dropout between layers as `StackedLstm::forward` draws it. `shape`: steps, batch and the
-/// step mask.
+/// Runs a stack of layers over `x (T, B, I)` from `init` (each layer's `[h0 | c0]`, and
+/// whether the backward pass needs their gradient), with dropout between layers as
+/// `StackedLstm::forward` draws it. `shape`: steps, batch and the step mask.
 fn run_stack(
     layers: &[LstmLayer],
     mut x: Vec<f32>,
     mut in_mask: Option<Vec<f32>>,
     (steps, batch, mask): (usize, usize, Option<Arc<[f32]>>),
-    init: &[Vec<f32>],
+    (init, init_grad): (&[Vec<f32>], bool),
     dropout: &mut Option<&mut Dropout>,
 ) -> Result<Vec<LayerTape>> {
     let mut tapes: Vec<LayerTape> = Vec::with_capacity(layers.len());
@@ -245,7 +247,8 @@ fn run_stack(
             }
         }
         let w = weight_block(layer)?;
-        let op = LstmLayerOp::new(steps, batch, layer.hidden(), mask.clone());
+        let mut op = LstmLayerOp::new(steps, batch, layer.hidden(), mask.clone());
+        op.initial_state_grad = init_grad;
         let (out, act) = op.forward(&x, &w, &init[k]);
         tapes.push(LayerTape {
             op,

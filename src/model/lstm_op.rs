@@ -35,6 +35,9 @@ pub struct LstmLayerOp {
     /// `(T * B)` flags: 1.0 where step t of row b is a real token, 0.0 where it is padding
     /// (the state then passes through unchanged). `None`: every step is real.
     pub mask: Option<Arc<[f32]>>,
+    /// Whether `backward` computes the gradient of `[h0 | c0]` (on unless turned off: the
+    /// encoder's zero start needs none, and its h part costs one step's `dgates . W_hh`).
+    pub initial_state_grad: bool,
     saved: Mutex<Option<Activations>>,
 }
 
@@ -47,7 +50,7 @@ pub struct Activations {
 
 /// The gradients of the op's inputs: `x` and `hc0` laid out as the inputs, the weight block
 /// as its parts `W_ih (4H, I)`, `W_hh (4H, H)` and `b (4H)` (PyTorch's parameters' layouts;
-/// both biases get `b`).
+/// both biases get `b`); `hc0` is empty when the op's `initial_state_grad` is off.
 pub struct LayerGrads {
     pub x: Vec<f32>,
     pub w_ih: Vec<f32>,
@@ -131,6 +134,7 @@ impl LstmLayerOp {
             batch,
             hidden,
             mask,
+            initial_state_grad: true,
             saved: Mutex::new(None),
         }
     }
@@ -173,6 +177,8 @@ impl LstmLayerOp {
         let mut cs = vec![0f32; tbh];
         let hs = &mut out[..tbh];
         let (h0, c0) = hc0.split_at(bh);
+        // From a zero h0 (the encoder's start) the first step's W_hh half adds nothing.
+        let zero_start = h0.iter().all(|&v| v == 0.0);
         for t in 0..t_len {
             gates.resize((t + 1) * step, 0.0);
             let g_t = &mut gates[t * step..];
@@ -184,7 +190,12 @@ impl LstmLayerOp {
                 (&h_done[(t - 1) * bh..], &c_done[(t - 1) * bh..])
             };
             let x_t = &x[t * b_len * input..(t + 1) * b_len * input];
-            both.product((x_t, &h_prev[..bh]), Some(&bias), g_t, false);
+            let h_in = if t == 0 && zero_start {
+                &[][..]
+            } else {
+                &h_prev[..bh]
+            };
+            both.product((x_t, h_in), Some(&bias), g_t, false);
             let rows = g_t
                 .par_chunks_mut(4 * h)
                 .zip(h_rest[..bh].par_chunks_mut(h))
@@ -274,8 +285,10 @@ impl LstmLayerOp {
                         dg.fill(0.0);
                     }
                 });
-            // dh_{t-1} += dgates_t . W_hh   (B, 4H) x (4H, H)
-            recurrent_t.product((dg_t, &[]), None, &mut dh_next, true);
+            // dh_{t-1} += dgates_t . W_hh   (B, 4H) x (4H, H); at t = 0 that is h0's.
+            if t > 0 || self.initial_state_grad {
+                recurrent_t.product((dg_t, &[]), None, &mut dh_next, true);
+            }
         }
         // dW_ih = dgatesᵀ . x over every step.
         let d_ih = gemm_new(
@@ -314,8 +327,11 @@ impl LstmLayerOp {
         let d_b = column_sums(&d_gates, 4 * h);
         let d_x = gemm_new(tb, input, 4 * h, MatRef::rows(&d_gates, 4 * h), wv.rows());
         D_GATES.set(d_gates);
-        let mut d_hc0 = dh_next;
-        d_hc0.extend_from_slice(&dc_next);
+        let mut d_hc0 = Vec::new();
+        if self.initial_state_grad {
+            d_hc0 = dh_next;
+            d_hc0.extend_from_slice(&dc_next);
+        }
         LayerGrads {
             x: d_x,
             w_ih: d_ih,
@@ -449,22 +465,25 @@ impl Recurrent {
     }
 
     /// `out = [out +] x . wᵀ [+ bias]`, with the rows of `x = [x.0 | x.1]` given in two
-    /// column blocks (`x.1` may be empty).
+    /// column blocks (`x.1` may be empty; columns past both count as zeros).
     fn product(&self, x: (&[f32], &[f32]), bias: Option<&[f32]>, out: &mut [f32], acc: bool) {
         match self {
             Recurrent::Packed(p) => p.matmul(x, out.len() / p.n(), bias, out, acc),
             Recurrent::Rows { w, n } => {
                 let m = out.len() / n;
-                if x.1.is_empty() {
+                let k = w.len() / (*n).max(1);
+                if x.1.is_empty() && x.0.len() == m * k {
                     return matmul_wt(x.0, m, w, *n, bias, out, acc);
                 }
-                // Under six rows: the two blocks side by side in a small copy.
+                // Under six rows: the two blocks side by side in a small copy, zeros past
+                // them (a narrower x).
                 let (ka, kb) = (x.0.len() / m.max(1), x.1.len() / m.max(1));
                 let joined: Vec<f32> = (0..m)
                     .flat_map(|r| {
                         x.0[r * ka..(r + 1) * ka]
                             .iter()
                             .chain(&x.1[r * kb..(r + 1) * kb])
+                            .chain(std::iter::repeat_n(&0.0, k - ka - kb))
                     })
                     .copied()
                     .collect();

@@ -94,8 +94,10 @@ impl PackedWt {
 
     /// `out (m, n) = [out +] x (m, k) . wᵀ [+ bias (n)]`, all row-major, where the rows of
     /// `x` are given in two column blocks side by side, `x = [x.0 | x.1]` (an LSTM layer's
-    /// input and its previous h, without copying them together; `x.1` may be empty). Panels
-    /// run in parallel when the product is large enough to pay for it.
+    /// input and its previous h, without copying them together; `x.1` may be empty). `x` may
+    /// be narrower than `k`: its missing last columns are zeros and cost nothing (an LSTM's
+    /// first step from a zero state skips `W_hh`). Panels run in parallel when the product
+    /// is large enough to pay for it.
     pub fn matmul(
         &self,
         x: (&[f32], &[f32]),
@@ -111,8 +113,8 @@ impl PackedWt {
         }
         let parts = Parts::new(x, m);
         assert!(
-            parts.ka + parts.kb == k,
-            "PackedWt::matmul: x is not (m, k)"
+            parts.ka + parts.kb <= k,
+            "PackedWt::matmul: x is wider than k"
         );
         assert!(out.len() == m * n, "PackedWt::matmul: output is not (m, n)");
         assert!(
@@ -161,7 +163,8 @@ impl PackedWt {
     ) {
         let k = self.k;
         for p in lo / PANEL..hi.div_ceil(PANEL) {
-            let panel = &self.data[p * k * PANEL..(p + 1) * k * PANEL];
+            // The features x has; the zero columns past them add nothing.
+            let panel = &self.data[p * k * PANEL..][..(x.ka + x.kb) * PANEL];
             let (c0, cols) = (p * PANEL - lo, PANEL.min(hi - p * PANEL));
             let mut init = [0f32; PANEL];
             if let Some(bias) = bias {
@@ -495,6 +498,31 @@ mod tests {
                 assert!(
                     close(twice[i], 2.0 * e),
                     "accumulate, m={m} n={n} k={k} at {i}"
+                );
+            }
+        }
+    }
+
+    /// `x` narrower than `k` gives what `x` padded with zero columns gives, at every tile
+    /// edge and on the path for small batches.
+    #[test]
+    fn narrower_x_is_zero_padded() {
+        for &(m, n, k, ka) in &[(7, 17, 13, 5), (13, 130, 256, 128), (64, 300, 256, 100)] {
+            let (x, w, b) = case(m, n, k);
+            let short: Vec<f32> = x.chunks(k).flat_map(|r| r[..ka].to_vec()).collect();
+            let padded: Vec<f32> = short
+                .chunks(ka)
+                .flat_map(|r| r.iter().copied().chain(std::iter::repeat_n(0.0, k - ka)))
+                .collect();
+            let want = naive(&padded, (m, n, k), &w, &b);
+            let packed = PackedWt::new(&w, n, k);
+            let mut out = vec![f32::NAN; m * n];
+            packed.matmul((&short, &[]), m, Some(&b), &mut out, false);
+            for (i, e) in want.iter().enumerate() {
+                assert!(
+                    (out[i] - e).abs() <= 1e-4 * (1.0 + e.abs()),
+                    "m={m} n={n} k={k} ka={ka} at {i}: {} vs {e}",
+                    out[i]
                 );
             }
         }
