@@ -15,6 +15,7 @@ pub mod scorer;
 pub mod sgemm;
 pub mod step;
 pub mod vexp;
+pub mod weight_grad;
 
 use std::collections::HashMap;
 

@@ -13,11 +13,11 @@ use rayon::prelude::*;
 use super::kernels::MatRef;
 
 /// Rows of a register tile: each step broadcasts one element of 12 rows of `a`.
-const MR: usize = 12;
+pub(super) const MR: usize = 12;
 /// Columns of a register tile: two 16-lane registers of `b`.
-const NR: usize = 32;
+pub(super) const NR: usize = 32;
 /// Deepest block: a panel of `a` (12 x 512 floats, 24 KiB) stays in L1.
-const KC: usize = 512;
+pub(super) const KC: usize = 512;
 /// Bytes of packed `b` per task block: most of a core's L2 (1 MiB on the machines measured).
 const B_BLOCK_BYTES: usize = 640 * 1024;
 
@@ -28,7 +28,7 @@ pub fn suits(m: usize, n: usize, k: usize) -> bool {
 }
 
 /// Whether this CPU runs the AVX-512 tile.
-fn available() -> bool {
+pub(super) fn available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         is_x86_feature_detected!("avx512f")
@@ -95,7 +95,7 @@ pub unsafe fn sgemm(
 
 /// The output pointer, shared by the tasks: each writes only its own columns.
 #[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
+pub(super) struct SendPtr(pub(super) *mut f32);
 // SAFETY: tasks write disjoint column blocks of `c` and nothing reads them meanwhile.
 unsafe impl Send for SendPtr {}
 // SAFETY: as above.
@@ -103,7 +103,7 @@ unsafe impl Sync for SendPtr {}
 
 impl SendPtr {
     /// The pointer (a method, so that closures capture the whole `SendPtr`).
-    fn get(self) -> *mut f32 {
+    pub(super) fn get(self) -> *mut f32 {
         self.0
     }
 }
@@ -167,7 +167,7 @@ fn pack_b(b: MatRef, n: usize, p0: usize, kc: usize, j0: usize, out: &mut [f32])
 /// One 12 x 32 tile of `c` at `(i0, j0)`, through a scratch tile where it crosses `m` or `n`.
 ///
 /// Safety: `c` is a row-major `(m, n)` matrix valid for reads and writes, AVX-512F present.
-unsafe fn tile(
+pub(super) unsafe fn tile(
     kc: usize,
     ap: &[f32],
     bp: &[f32],
