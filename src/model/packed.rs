@@ -1,9 +1,9 @@
 //! `x . wᵀ` for many rows against a weight matrix packed once into panels of 16 output
-//! columns. Each step of the inner loop broadcasts one input feature of 6 rows and multiplies
-//! it with 16 weights, so 12 accumulators stay in registers for the whole depth and no
-//! horizontal sums are needed (`rowdot`'s dot-product tiles end in one per output). Worth it
-//! from 6 rows (the last rows short of six are padded with zero rows); below that, `rowdot`
-//! wastes nothing.
+//! columns. Each step of the inner loop broadcasts one input feature of a tile of rows (8
+//! with AVX-512, 6 elsewhere) and multiplies it with 16 weights, so the accumulators stay in
+//! registers for the whole depth and no horizontal sums are needed (`rowdot`'s dot-product
+//! tiles end in one per output). Worth it from 6 rows (the last rows short of a tile are
+//! padded with zero rows); below that, `rowdot` wastes nothing.
 
 use rayon::prelude::*;
 
@@ -11,8 +11,8 @@ use super::kernels::MatRef;
 
 /// Output columns per panel: two eight-lane registers.
 const PANEL: usize = 16;
-/// Rows per register tile: 6 x 2 accumulators + 2 weights + 1 broadcast of 16 registers.
-const ROWS: usize = 6;
+/// The most rows a register tile has (`Kernel::rows`).
+const MAX_ROWS: usize = 8;
 /// Panels per parallel task.
 const PANELS_PER_TASK: usize = 4;
 
@@ -106,6 +106,19 @@ impl PackedWt {
         out: &mut [f32],
         accumulate: bool,
     ) {
+        self.matmul_on(Kernel::detect(), x, m, bias, out, accumulate);
+    }
+
+    /// `matmul` on the given register tile (the tests run each one the CPU has).
+    fn matmul_on(
+        &self,
+        kind: Kernel,
+        x: (&[f32], &[f32]),
+        m: usize,
+        bias: Option<&[f32]>,
+        out: &mut [f32],
+        accumulate: bool,
+    ) {
         let (n, k) = (self.n, self.k);
         if m == 0 {
             assert!(out.is_empty(), "PackedWt::matmul: output is not (0, n)");
@@ -139,7 +152,7 @@ impl PackedWt {
             }
         }
         // The last rows short of a whole tile, padded with zero rows to one.
-        let tail = parts.tail();
+        let tail = parts.tail(kind);
         let task = |(b, mut rows): (usize, Vec<&mut [f32]>)| {
             let (lo, hi) = (b * block, ((b + 1) * block).min(n));
             self.columns(&parts, &tail, (lo, hi), bias, &mut rows, accumulate);
@@ -172,12 +185,12 @@ impl PackedWt {
             }
             let mut r = 0;
             while r < x.m {
-                let rows = (x.m - r).min(ROWS);
-                let mut tile = [[0f32; PANEL]; ROWS];
-                if rows == ROWS {
-                    kernel(x.rows(r), panel, &init, &mut tile);
+                let rows = (x.m - r).min(tail.rows);
+                let mut tile = [[0f32; PANEL]; MAX_ROWS];
+                if rows == tail.rows {
+                    kernel(tail.kind, x.rows(r, rows), panel, &init, &mut tile);
                 } else {
-                    kernel(tail.rows(), panel, &init, &mut tile);
+                    kernel(tail.kind, tail.block(), panel, &init, &mut tile);
                 }
                 for (i, t) in tile[..rows].iter().enumerate() {
                     let slot = &mut dst[r + i][c0..c0 + cols];
@@ -205,20 +218,57 @@ struct Parts<'a> {
     kb: usize,
 }
 
-/// Six rows of both blocks, as the kernel reads them.
-struct Six<'a> {
+/// A tile's rows of both blocks, as the kernel reads them.
+struct TileRows<'a> {
     a: &'a [f32],
     b: &'a [f32],
     ka: usize,
     kb: usize,
+    rows: usize,
 }
 
-/// The rows after the last whole tile, and zero rows up to six.
+/// The rows after the last whole tile, and zero rows up to a tile; the kernel and its rows.
 struct TailParts {
     a: Vec<f32>,
     b: Vec<f32>,
     ka: usize,
     kb: usize,
+    kind: Kernel,
+    rows: usize,
+}
+
+/// The register tile this CPU runs.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Kernel {
+    Avx512,
+    Avx2,
+    Plain,
+}
+
+impl Kernel {
+    fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx512f") {
+                return Kernel::Avx512;
+            }
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                return Kernel::Avx2;
+            }
+        }
+        Kernel::Plain
+    }
+
+    /// Rows per tile. AVX-512: 8 accumulators of 16 lanes, one weight load per 8
+    /// multiply-adds, and a batch of 64 is 8 whole tiles (6-row tiles computed 66 rows for it,
+    /// 1-2 % slower in the 4-layer bench steps). AVX2: 6 rows x 2 accumulators + 2 weights +
+    /// 1 broadcast fill its 16 registers.
+    fn rows(self) -> usize {
+        match self {
+            Kernel::Avx512 => 8,
+            Kernel::Avx2 | Kernel::Plain => 6,
+        }
+    }
 }
 
 impl<'a> Parts<'a> {
@@ -232,20 +282,22 @@ impl<'a> Parts<'a> {
         Parts { a, b, m, ka, kb }
     }
 
-    /// Rows `r..r + 6`.
-    fn rows(&self, r: usize) -> Six<'_> {
-        Six {
-            a: &self.a[r * self.ka..(r + ROWS) * self.ka],
-            b: &self.b[r * self.kb..(r + ROWS) * self.kb],
+    /// Rows `r..r + rows`.
+    fn rows(&self, r: usize, rows: usize) -> TileRows<'_> {
+        TileRows {
+            a: &self.a[r * self.ka..(r + rows) * self.ka],
+            b: &self.b[r * self.kb..(r + rows) * self.kb],
             ka: self.ka,
             kb: self.kb,
+            rows,
         }
     }
 
-    fn tail(&self) -> TailParts {
-        let from = self.m - self.m % ROWS;
+    fn tail(&self, kind: Kernel) -> TailParts {
+        let rows = kind.rows();
+        let from = self.m - self.m % rows;
         let pad = |x: &[f32], k: usize| {
-            let mut t = vec![0f32; ROWS * k];
+            let mut t = vec![0f32; rows * k];
             t[..(self.m - from) * k].copy_from_slice(&x[from * k..self.m * k]);
             t
         };
@@ -254,44 +306,60 @@ impl<'a> Parts<'a> {
             b: pad(self.b, self.kb),
             ka: self.ka,
             kb: self.kb,
+            kind,
+            rows,
         }
     }
 }
 
 impl TailParts {
-    fn rows(&self) -> Six<'_> {
-        Six {
+    fn block(&self) -> TileRows<'_> {
+        TileRows {
             a: &self.a,
             b: &self.b,
             ka: self.ka,
             kb: self.kb,
+            rows: self.rows,
         }
     }
 }
 
-/// `tile[r] = init + x[r] . panel` for six rows.
-fn kernel(x: Six, panel: &[f32], init: &[f32; PANEL], tile: &mut [[f32; PANEL]; ROWS]) {
-    assert!(x.a.len() == ROWS * x.ka && x.b.len() == ROWS * x.kb);
+/// `tile[r] = init + x[r] . panel` for the tile's rows, on `kind`'s register tile.
+fn kernel(
+    kind: Kernel,
+    x: TileRows,
+    panel: &[f32],
+    init: &[f32; PANEL],
+    tile: &mut [[f32; PANEL]; MAX_ROWS],
+) {
+    assert!(x.a.len() == x.rows * x.ka && x.b.len() == x.rows * x.kb && x.rows <= MAX_ROWS);
     assert!(panel.len() == (x.ka + x.kb) * PANEL);
-    #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU has the feature the function is compiled for; the asserts above
-        // are the lengths it reads.
-        unsafe { avx512::tile6(&x, panel, init, tile) };
-        return;
+    match kind {
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx512 => {
+            assert_eq!(x.rows, 8, "the AVX-512 tile has 8 rows");
+            // SAFETY: `detect` found the feature the function is compiled for; the asserts
+            // above are the lengths it reads.
+            unsafe { avx512::tile8(&x, panel, init, tile) }
+        }
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2 => {
+            assert_eq!(x.rows, 6, "the AVX2 tile has 6 rows");
+            // SAFETY: as above.
+            unsafe { avx::tile6(&x, panel, init, tile) }
+        }
+        _ => tile_scalar(&x, panel, init, tile),
     }
-    #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-        // SAFETY: as above.
-        unsafe { avx::tile6(&x, panel, init, tile) };
-        return;
-    }
-    tile6_scalar(&x, panel, init, tile);
 }
 
 /// The kernel in plain Rust (CPUs without AVX2, and the tests' reference).
-fn tile6_scalar(x: &Six, panel: &[f32], init: &[f32; PANEL], tile: &mut [[f32; PANEL]; ROWS]) {
-    for (r, t) in tile.iter_mut().enumerate() {
+fn tile_scalar(
+    x: &TileRows,
+    panel: &[f32],
+    init: &[f32; PANEL],
+    tile: &mut [[f32; PANEL]; MAX_ROWS],
+) {
+    for (r, t) in tile[..x.rows].iter_mut().enumerate() {
         *t = *init;
         let row = x.a[r * x.ka..(r + 1) * x.ka]
             .iter()
@@ -306,7 +374,7 @@ fn tile6_scalar(x: &Six, panel: &[f32], init: &[f32; PANEL], tile: &mut [[f32; P
 
 #[cfg(target_arch = "x86_64")]
 mod avx {
-    use super::{Six, PANEL, ROWS};
+    use super::{TileRows, MAX_ROWS, PANEL};
     use std::arch::x86_64::*;
 
     /// Six rows against one panel: block `a`, then block `b` into the same accumulators.
@@ -316,10 +384,10 @@ mod avx {
     /// Safety: `x.a` is `6 * x.ka` long, `x.b` `6 * x.kb`, `panel` `(ka + kb) * 16`.
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn tile6(
-        x: &Six,
+        x: &TileRows,
         panel: &[f32],
         init: &[f32; PANEL],
-        tile: &mut [[f32; PANEL]; ROWS],
+        tile: &mut [[f32; PANEL]; MAX_ROWS],
     ) {
         let (b0, b1) = (
             _mm256_loadu_ps(init.as_ptr()),
@@ -374,28 +442,29 @@ mod avx {
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{Six, PANEL, ROWS};
+    use super::{TileRows, MAX_ROWS, PANEL};
     use std::arch::x86_64::*;
 
-    /// `avx::tile6` with one 16-lane register per row: a feature of six rows costs one
-    /// weight load and six broadcast multiply-adds instead of two loads, six broadcasts and
-    /// twelve multiply-adds.
+    /// Eight rows against one panel, one 16-lane register per row: a feature of eight rows
+    /// costs one weight load and eight broadcast multiply-adds.
     ///
-    /// Safety: as `avx::tile6`.
+    /// Safety: AVX-512F; `x.a` is `8 * x.ka` long, `x.b` `8 * x.kb`, `panel`
+    /// `(ka + kb) * 16`.
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn tile6(
-        x: &Six,
+    pub unsafe fn tile8(
+        x: &TileRows,
         panel: &[f32],
         init: &[f32; PANEL],
-        tile: &mut [[f32; PANEL]; ROWS],
+        tile: &mut [[f32; PANEL]; MAX_ROWS],
     ) {
         let b = _mm512_loadu_ps(init.as_ptr());
-        let (mut a0, mut a1, mut a2, mut a3, mut a4, mut a5) = (b, b, b, b, b, b);
+        let (mut a0, mut a1, mut a2, mut a3) = (b, b, b, b);
+        let (mut a4, mut a5, mut a6, mut a7) = (b, b, b, b);
         let mut p = panel.as_ptr();
         for (block, k) in [(x.a, x.ka), (x.b, x.kb)] {
             let x0 = block.as_ptr();
             let (x1, x2, x3) = (x0.add(k), x0.add(2 * k), x0.add(3 * k));
-            let (x4, x5) = (x0.add(4 * k), x0.add(5 * k));
+            let (x4, x5, x6, x7) = (x0.add(4 * k), x0.add(5 * k), x0.add(6 * k), x0.add(7 * k));
             for i in 0..k {
                 let w = _mm512_loadu_ps(p);
                 p = p.add(PANEL);
@@ -405,9 +474,11 @@ mod avx512 {
                 a3 = _mm512_fmadd_ps(_mm512_set1_ps(*x3.add(i)), w, a3);
                 a4 = _mm512_fmadd_ps(_mm512_set1_ps(*x4.add(i)), w, a4);
                 a5 = _mm512_fmadd_ps(_mm512_set1_ps(*x5.add(i)), w, a5);
+                a6 = _mm512_fmadd_ps(_mm512_set1_ps(*x6.add(i)), w, a6);
+                a7 = _mm512_fmadd_ps(_mm512_set1_ps(*x7.add(i)), w, a7);
             }
         }
-        for (t, a) in tile.iter_mut().zip([a0, a1, a2, a3, a4, a5]) {
+        for (t, a) in tile.iter_mut().zip([a0, a1, a2, a3, a4, a5, a6, a7]) {
             _mm512_storeu_ps(t.as_mut_ptr(), a);
         }
     }
@@ -418,59 +489,67 @@ mod tests {
     use super::*;
     use crate::model::rowdot::tests::{case, naive};
 
-    /// Each SIMD tile the CPU can run against the plain one, both column blocks used.
+    /// The register tiles this CPU can run, the plain one first.
+    fn kinds() -> Vec<Kernel> {
+        let mut kinds = vec![Kernel::Plain];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                kinds.push(Kernel::Avx2);
+            }
+            if is_x86_feature_detected!("avx512f") {
+                kinds.push(Kernel::Avx512);
+            }
+        }
+        kinds
+    }
+
+    /// Each SIMD tile the CPU can run against the plain one at its rows, both column blocks
+    /// used.
     #[test]
     fn simd_tiles_match_the_scalar_tile() {
         let (ka, kb) = (7, 19);
-        let a: Vec<f32> = (0..ROWS * ka).map(|i| (i as f32 * 0.31).sin()).collect();
-        let b: Vec<f32> = (0..ROWS * kb).map(|i| (i as f32 * 0.17).cos()).collect();
         let panel: Vec<f32> = (0..(ka + kb) * PANEL)
             .map(|i| (i as f32 * 0.07).sin())
             .collect();
         let init: [f32; PANEL] = std::array::from_fn(|j| j as f32 * 0.5);
-        let x = Six {
-            a: &a,
-            b: &b,
-            ka,
-            kb,
-        };
-        let mut want = [[0f32; PANEL]; ROWS];
-        tile6_scalar(&x, &panel, &init, &mut want);
-        let check = |got: &[[f32; PANEL]; ROWS], which: &str| {
+        for kind in kinds().into_iter().skip(1) {
+            let rows = kind.rows();
+            let a: Vec<f32> = (0..rows * ka).map(|i| (i as f32 * 0.31).sin()).collect();
+            let b: Vec<f32> = (0..rows * kb).map(|i| (i as f32 * 0.17).cos()).collect();
+            let x = || TileRows {
+                a: &a,
+                b: &b,
+                ka,
+                kb,
+                rows,
+            };
+            let mut want = [[0f32; PANEL]; MAX_ROWS];
+            tile_scalar(&x(), &panel, &init, &mut want);
+            let mut got = [[0f32; PANEL]; MAX_ROWS];
+            kernel(kind, x(), &panel, &init, &mut got);
             for (g, w) in got.iter().flatten().zip(want.iter().flatten()) {
                 assert!(
                     (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
-                    "{which}: {g} vs {w}"
+                    "{kind:?}: {g} vs {w}"
                 );
-            }
-        };
-        #[cfg(target_arch = "x86_64")]
-        {
-            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-                let mut got = [[0f32; PANEL]; ROWS];
-                // SAFETY: the features are present; the lengths are the kernel's.
-                unsafe { avx::tile6(&x, &panel, &init, &mut got) };
-                check(&got, "avx2");
-            }
-            if is_x86_feature_detected!("avx512f") {
-                let mut got = [[0f32; PANEL]; ROWS];
-                // SAFETY: as above.
-                unsafe { avx512::tile6(&x, &panel, &init, &mut got) };
-                check(&got, "avx512");
             }
         }
     }
 
     #[test]
     fn matches_naive_for_every_tile_edge() {
-        // No rows, row counts around the 6-row tile, column counts around the 16-column panel and the
-        // 64-column task, odd and even depths, small and parallel sizes.
+        // No rows, row counts around the 6- and 8-row tiles, column counts around the
+        // 16-column panel and the 64-column task, odd and even depths, small and parallel sizes.
         for &(m, n, k) in &[
             (0, 5, 3),
             (1, 1, 1),
             (2, 5, 7),
             (6, 16, 8),
             (7, 17, 13),
+            (8, 16, 9),
+            (9, 33, 5),
+            (64, 40, 30),
             (13, 130, 256),
             (6, 67, 33),
             (160, 300, 256),
@@ -478,27 +557,29 @@ mod tests {
             let (x, w, b) = case(m, n, k);
             let packed = PackedWt::new(&w, n, k);
             let want = naive(&x, (m, n, k), &w, &b);
-            let mut out = vec![f32::NAN; m * n];
-            packed.matmul((&x, &[]), m, Some(&b), &mut out, false);
-            // Accumulating adds the product (and bias) again; x given as two blocks.
-            let mut twice = out.clone();
-            let ka = k / 3;
-            let (a, c): (Vec<f32>, Vec<f32>) = (
-                x.chunks(k).flat_map(|r| r[..ka].to_vec()).collect(),
-                x.chunks(k).flat_map(|r| r[ka..].to_vec()).collect(),
-            );
-            packed.matmul((&a, &c), m, Some(&b), &mut twice, true);
-            for (i, e) in want.iter().enumerate() {
-                let close = |a: f32, e: f32| (a - e).abs() <= 1e-4 * (1.0 + e.abs());
-                assert!(
-                    close(out[i], *e),
-                    "m={m} n={n} k={k} at {i}: {} vs {e}",
-                    out[i]
+            for kind in kinds() {
+                let mut out = vec![f32::NAN; m * n];
+                packed.matmul_on(kind, (&x, &[]), m, Some(&b), &mut out, false);
+                // Accumulating adds the product (and bias) again; x given as two blocks.
+                let mut twice = out.clone();
+                let ka = k / 3;
+                let (a, c): (Vec<f32>, Vec<f32>) = (
+                    x.chunks(k).flat_map(|r| r[..ka].to_vec()).collect(),
+                    x.chunks(k).flat_map(|r| r[ka..].to_vec()).collect(),
                 );
-                assert!(
-                    close(twice[i], 2.0 * e),
-                    "accumulate, m={m} n={n} k={k} at {i}"
-                );
+                packed.matmul_on(kind, (&a, &c), m, Some(&b), &mut twice, true);
+                for (i, e) in want.iter().enumerate() {
+                    let close = |a: f32, e: f32| (a - e).abs() <= 1e-4 * (1.0 + e.abs());
+                    assert!(
+                        close(out[i], *e),
+                        "{kind:?} m={m} n={n} k={k} at {i}: {} vs {e}",
+                        out[i]
+                    );
+                    assert!(
+                        close(twice[i], 2.0 * e),
+                        "{kind:?} accumulate, m={m} n={n} k={k} at {i}"
+                    );
+                }
             }
         }
     }
