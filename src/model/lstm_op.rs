@@ -13,10 +13,11 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 
 use rayon::prelude::*;
 
-use super::kernels::{column_sums, cpu_f32, gemm_new, lstm_cell, storage_f32, MatRef};
+use super::kernels::{cpu_f32, gemm_new, lstm_cell, storage_f32, MatRef};
 use super::packed::PackedWt;
 use super::rowdot::matmul_wt;
 use super::vexp::tanh_in_place;
+use super::weight_grad::{weight_grads, Operand};
 
 thread_local! {
     /// The gate gradients of the last `backward` on this thread, kept for the next.
@@ -290,41 +291,30 @@ impl LstmLayerOp {
                 recurrent_t.product((dg_t, &[]), None, &mut dh_next, true);
             }
         }
-        // dW_ih = dgatesᵀ . x over every step.
-        let d_ih = gemm_new(
-            4 * h,
-            input,
-            tb,
-            MatRef::transposed(&d_gates, 4 * h),
-            MatRef::rows(x, input),
-        );
-        // dW_hh = sum_t dgates_tᵀ . h_{t-1} as one gemm over the steps: a zero h0 (the
-        // encoder's start) adds nothing; otherwise h0 goes in front of the outputs of every
-        // step but the last. (Two gemms, the second adding into the first's (4H, H), cost
-        // 0.5-2 ms more per layer at 512.)
+        // dW_ih = dgatesᵀ . x and dW_hh = dgatesᵀ . h_prev over every step, and db, in one
+        // pass over dgates. h_prev is h0, then every step's h but the last; a zero h0 (the
+        // encoder's start) adds nothing and is skipped.
         let later = t_len.saturating_sub(1) * b_len;
-        let d_hh = if h0.iter().all(|&v| v == 0.0) {
-            gemm_new(
-                4 * h,
-                h,
-                later,
-                MatRef::transposed(&d_gates[(tb - later) * 4 * h..], 4 * h),
-                MatRef::rows(&hs[..later * h], h),
-            )
+        let h_prev = if h0.iter().all(|&v| v == 0.0) {
+            Operand {
+                pieces: (&hs[..later * h], &[]),
+                n: h,
+                skip: b_len.min(tb),
+            }
         } else {
-            let mut h_prev = Vec::with_capacity(bh + later * h);
-            h_prev.extend_from_slice(h0);
-            h_prev.extend_from_slice(&hs[..later * h]);
-            gemm_new(
-                4 * h,
-                h,
-                tb,
-                MatRef::transposed(&d_gates, 4 * h),
-                MatRef::rows(&h_prev, h),
-            )
+            Operand {
+                pieces: (h0, &hs[..later * h]),
+                n: h,
+                skip: 0,
+            }
         };
-        // db = column sums; dx = dgates . W_ih.
-        let d_b = column_sums(&d_gates, 4 * h);
+        let x_rows = Operand {
+            pieces: (x, &[]),
+            n: input,
+            skip: 0,
+        };
+        let ([d_ih, d_hh], d_b) = weight_grads(&d_gates, 4 * h, [x_rows, h_prev]);
+        // dx = dgates . W_ih.
         let d_x = gemm_new(tb, input, 4 * h, MatRef::rows(&d_gates, 4 * h), wv.rows());
         D_GATES.set(d_gates);
         let mut d_hc0 = Vec::new();
