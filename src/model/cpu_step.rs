@@ -16,7 +16,7 @@ use rayon::prelude::*;
 use super::dropout::Dropout;
 use super::kernels::storage_f32;
 use super::lstm::LstmLayer;
-use super::lstm_op::{self, Activations, LstmLayerOp};
+use super::lstm_op::{Activations, LstmLayerOp, Weights};
 use super::output_loss::OutputLoss;
 use super::Seq2Seq;
 use crate::data::batch::Batch;
@@ -28,8 +28,6 @@ struct LayerTape {
     op: LstmLayerOp,
     /// The input the layer read, `(T, B, I)`, after dropout.
     x: Vec<f32>,
-    /// `[W_ih | W_hh | b_ih + b_hh]`, the op's weight block.
-    w: Vec<f32>,
     /// `[h0 | c0]`, `(2, B, H)`.
     hc0: Vec<f32>,
     /// Every step's h, then the last c (the op's output).
@@ -246,14 +244,12 @@ fn run_stack(
                 multiply(&mut x, m);
             }
         }
-        let w = weight_block(layer)?;
         let mut op = LstmLayerOp::new(steps, batch, layer.hidden(), mask.clone());
         op.initial_state_grad = init_grad;
-        let (out, act) = op.forward(&x, &w, &init[k]);
+        let (out, act) = with_weights(layer, |w| op.forward(&x, w, &init[k]))?;
         tapes.push(LayerTape {
             op,
             x: std::mem::take(&mut x),
-            w,
             hc0: init[k].clone(),
             out,
             act,
@@ -273,9 +269,10 @@ fn layer_backward(
     k: usize,
     grads: &mut HashMap<String, Gradient>,
 ) -> Result<(Vec<f32>, Vec<f32>)> {
-    let g = tape
-        .op
-        .backward(&tape.x, &tape.w, &tape.hc0, &tape.out, &tape.act, d_out);
+    let g = with_weights(layer, |w| {
+        let op = &tape.op;
+        op.backward(&tape.x, w, &tape.hc0, &tape.out, &tape.act, d_out)
+    })?;
     let d_b = Tensor::from_vec(g.b, layer.bias_ih.shape(), &Device::Cpu)?;
     grads.insert(
         format!("{side}.weight_ih_l{k}"),
@@ -295,8 +292,9 @@ fn layer_backward(
     Ok((d_x, g.hc0))
 }
 
-/// `[W_ih | W_hh | b_ih + b_hh]`, `(4H, I + H + 1)`: the LSTM op's weight layout.
-fn weight_block(layer: &LstmLayer) -> Result<Vec<f32>> {
+/// Runs `f` on the layer's parameters as the LSTM op reads them (their storage as it is,
+/// and `b_ih + b_hh`).
+fn with_weights<R>(layer: &LstmLayer, f: impl FnOnce(&Weights) -> R) -> Result<R> {
     let (s1, l1) = layer.weight_ih.storage_and_layout();
     let (s2, l2) = layer.weight_hh.storage_and_layout();
     let (s3, l3) = layer.bias_ih.storage_and_layout();
@@ -304,11 +302,12 @@ fn weight_block(layer: &LstmLayer) -> Result<Vec<f32>> {
     let b_ih = storage_f32(&s3, l3, "bias_ih")?;
     let b_hh = storage_f32(&s4, l4, "bias_hh")?;
     let b: Vec<f32> = b_ih.iter().zip(b_hh).map(|(a, b)| a + b).collect();
-    Ok(lstm_op::weight_block(
+    let w = Weights::of_parts(
         storage_f32(&s1, l1, "weight_ih")?,
         storage_f32(&s2, l2, "weight_hh")?,
-        &b,
-    ))
+        b,
+    );
+    Ok(f(&w))
 }
 
 /// The gradient of an embedding table: each position's row of `d (len, E)` added into the

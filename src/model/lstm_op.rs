@@ -63,7 +63,7 @@ pub struct LayerGrads {
 /// The op's weight layout, `[w_ih | w_hh | b]` `(4H, I + H + 1)`, from `w_ih (4H, I)`,
 /// `w_hh (4H, H)` and `b (4H)`: rows in parallel, each written once (no zero fill first: 8 MB
 /// a layer at 512).
-pub fn weight_block(w_ih: &[f32], w_hh: &[f32], b: &[f32]) -> Vec<f32> {
+fn weight_block(w_ih: &[f32], w_hh: &[f32], b: &[f32]) -> Vec<f32> {
     let g4 = b.len();
     let (input, h) = (w_ih.len() / g4.max(1), w_hh.len() / g4.max(1));
     assert!(
@@ -88,43 +88,65 @@ pub fn weight_block(w_ih: &[f32], w_hh: &[f32], b: &[f32]) -> Vec<f32> {
     w
 }
 
-/// `w (4H, I + H + 1)` as its three blocks.
-struct Weights<'a> {
-    w: &'a [f32],
+/// A layer's weights as the op reads them: `W_ih (4H, I)` and `W_hh (4H, H)` as views (of
+/// the op's weight block, or of the parameters themselves) and `b_ih + b_hh (4H)`.
+pub struct Weights<'a> {
+    w_ih: MatRef<'a>,
+    w_hh: MatRef<'a>,
+    bias: Vec<f32>,
     input: usize,
-    hidden: usize,
 }
 
 impl<'a> Weights<'a> {
-    fn stride(&self) -> usize {
-        self.input + self.hidden + 1
+    /// Views of the op's weight block `[W_ih | W_hh | b] (4H, I + H + 1)`.
+    pub fn of_block(w: &'a [f32], hidden: usize) -> Self {
+        let g4 = 4 * hidden;
+        let stride = w.len() / g4.max(1);
+        assert!(
+            w.len() == g4 * stride && stride > hidden,
+            "LSTM op: the weight block is not (4H, I + H + 1)"
+        );
+        let input = stride - hidden - 1;
+        Weights {
+            w_ih: MatRef {
+                data: w,
+                rs: stride,
+                cs: 1,
+            },
+            w_hh: MatRef {
+                data: &w[input..],
+                rs: stride,
+                cs: 1,
+            },
+            bias: w.chunks_exact(stride).map(|row| row[stride - 1]).collect(),
+            input,
+        }
     }
 
-    /// The block's rows from their first column: `W_ih (4H, I)` read `I` wide, `[W_ih | W_hh]
-    /// (4H, I + H)` read `I + H` wide (the product's shape says how far).
-    fn rows(&self) -> MatRef<'a> {
-        MatRef {
-            data: self.w,
-            rs: self.stride(),
-            cs: 1,
+    /// PyTorch's parameters as they are, `w_ih (4H, I)` and `w_hh (4H, H)` row-major, and
+    /// the two biases' sum: no weight block to assemble (8 MB a layer at 512).
+    pub fn of_parts(w_ih: &'a [f32], w_hh: &'a [f32], bias: Vec<f32>) -> Self {
+        let g4 = bias.len();
+        let (input, hidden) = (w_ih.len() / g4.max(1), w_hh.len() / g4.max(1));
+        assert!(
+            w_ih.len() == g4 * input && w_hh.len() == g4 * hidden && g4 == 4 * hidden,
+            "LSTM op: W_ih, W_hh and b do not share 4H rows"
+        );
+        Weights {
+            w_ih: MatRef::rows(w_ih, input),
+            w_hh: MatRef::rows(w_hh, hidden),
+            bias,
+            input,
         }
     }
 
     /// `W_hhᵀ (H, 4H)` as a view.
     fn hh_t(&self) -> MatRef<'a> {
         MatRef {
-            data: &self.w[self.input..],
-            rs: 1,
-            cs: self.stride(),
+            data: self.w_hh.data,
+            rs: self.w_hh.cs,
+            cs: self.w_hh.rs,
         }
-    }
-
-    /// `b_ih + b_hh (4H)`, the block's last column, copied out.
-    fn bias(&self) -> Vec<f32> {
-        self.w
-            .chunks_exact(self.stride())
-            .map(|row| row[self.input + self.hidden])
-            .collect()
     }
 }
 
@@ -150,28 +172,19 @@ impl LstmLayerOp {
             .is_none_or(|m| m[t * self.batch + b] != 0.0)
     }
 
-    fn input_size(&self, w_len: usize) -> usize {
-        w_len / (4 * self.hidden) - self.hidden - 1
-    }
-
     /// Runs the layer: the output described on the type, and the activations to keep.
-    pub fn forward(&self, x: &[f32], w: &[f32], hc0: &[f32]) -> (Vec<f32>, Activations) {
+    pub fn forward(&self, x: &[f32], w: &Weights, hc0: &[f32]) -> (Vec<f32>, Activations) {
         let (t_len, b_len, h) = self.sizes();
         let (bh, tb) = (b_len * h, t_len * b_len);
         let tbh = t_len * bh;
-        assert_eq!(w.len() % (4 * h), 0, "w size");
-        let input = self.input_size(w.len());
+        assert_eq!(w.bias.len(), 4 * h, "w size");
+        let input = w.input;
         assert_eq!(x.len(), tb * input, "x size");
         assert_eq!(hc0.len(), 2 * bh, "hc0 size");
-        let wv = Weights {
-            w,
-            input,
-            hidden: h,
-        };
         // Each step's gates in one packed product, [x_t | h_{t-1}] . [W_ih | W_hh]ᵀ + b, written
         // while they are about to be used (no (T * B, 4H) pass ahead of the time loop).
-        let bias = wv.bias();
-        let both = Recurrent::new(wv.rows(), 4 * h, input + h, b_len);
+        let bias = &w.bias;
+        let both = Recurrent::new(&[(w.w_ih, input), (w.w_hh, h)], 4 * h, b_len);
         let step = b_len * 4 * h;
         let mut gates = Vec::with_capacity(tb * 4 * h);
         let mut out = vec![0f32; tbh + bh];
@@ -196,7 +209,7 @@ impl LstmLayerOp {
             } else {
                 &h_prev[..bh]
             };
-            both.product((x_t, h_in), Some(&bias), g_t, false);
+            both.product((x_t, h_in), Some(bias), g_t, false);
             let rows = g_t
                 .par_chunks_mut(4 * h)
                 .zip(h_rest[..bh].par_chunks_mut(h))
@@ -231,7 +244,7 @@ impl LstmLayerOp {
     pub fn backward(
         &self,
         x: &[f32],
-        w: &[f32],
+        w: &Weights,
         hc0: &[f32],
         out: &[f32],
         act: &Activations,
@@ -240,12 +253,7 @@ impl LstmLayerOp {
         let (t_len, b_len, h) = self.sizes();
         let (bh, tb) = (b_len * h, t_len * b_len);
         let tbh = t_len * bh;
-        let input = self.input_size(w.len());
-        let wv = Weights {
-            w,
-            input,
-            hidden: h,
-        };
+        let input = w.input;
         let hs = &out[..tbh];
         let (cs, gates) = (&act.cs, &act.gates);
         let (dh_ext, dc_last) = d_out.split_at(tbh);
@@ -257,7 +265,7 @@ impl LstmLayerOp {
         let mut dh_next = vec![0f32; bh];
         let mut dc_next = dc_last.to_vec();
         // W_hh^T (H, 4H), so that dh_{t-1} = dgates_t . (W_hh^T)^T is the same product.
-        let recurrent_t = Recurrent::new(wv.hh_t(), h, 4 * h, b_len);
+        let recurrent_t = Recurrent::new(&[(w.hh_t(), 4 * h)], h, b_len);
         for t in (0..t_len).rev() {
             let dg_t = &mut d_gates[t * b_len * 4 * h..(t + 1) * b_len * 4 * h];
             let g_t = &gates[t * b_len * 4 * h..(t + 1) * b_len * 4 * h];
@@ -315,7 +323,7 @@ impl LstmLayerOp {
         };
         let ([d_ih, d_hh], d_b) = weight_grads(&d_gates, 4 * h, [x_rows, h_prev]);
         // dx = dgates . W_ih.
-        let d_x = gemm_new(tb, input, 4 * h, MatRef::rows(&d_gates, 4 * h), wv.rows());
+        let d_x = gemm_new(tb, input, 4 * h, MatRef::rows(&d_gates, 4 * h), w.w_ih);
         D_GATES.set(d_gates);
         let mut d_hc0 = Vec::new();
         if self.initial_state_grad {
@@ -349,7 +357,7 @@ impl CustomOp3 for LstmLayerOp {
         let x = cpu_f32(s1, l1, "x").map_err(candle_core::Error::wrap)?;
         let w = cpu_f32(s2, l2, "w").map_err(candle_core::Error::wrap)?;
         let hc0 = cpu_f32(s3, l3, "hc0").map_err(candle_core::Error::wrap)?;
-        let (out, act) = self.forward(x, w, hc0);
+        let (out, act) = self.forward(x, &Weights::of_block(w, self.hidden), hc0);
         *self.saved.lock().unwrap_or_else(|p| p.into_inner()) = Some(act);
         let len = out.len();
         Ok((CpuStorage::F32(out), Shape::from(len)))
@@ -378,14 +386,15 @@ impl CustomOp3 for LstmLayerOp {
                 storage_f32(&ws, wl, "w").map_err(wrap)?,
                 storage_f32(&hs, hl, "hc0").map_err(wrap)?,
             );
+            let wv = Weights::of_block(wv, self.hidden);
             // Backward twice over one graph: the activations were handed out; recompute.
             let act = match saved {
                 Some(a) => a,
-                None => self.forward(xv, wv, hv).1,
+                None => self.forward(xv, &wv, hv).1,
             };
             self.backward(
                 xv,
-                wv,
+                &wv,
                 hv,
                 storage_f32(&rs, rl, "lstm output").map_err(wrap)?,
                 &act,
@@ -443,13 +452,17 @@ enum Recurrent {
 }
 
 impl Recurrent {
-    /// `w (n, k)` through a view of the op's weight block.
-    fn new(w: MatRef, n: usize, k: usize, batch: usize) -> Self {
+    /// `w = [w_0 | w_1 | ...] (n, k_0 + k_1 + ...)` from views of its column blocks.
+    fn new(parts: &[(MatRef, usize)], n: usize, batch: usize) -> Self {
         if batch >= 6 {
-            return Recurrent::Packed(PackedWt::from_view(w, n, k));
+            return Recurrent::Packed(PackedWt::from_views(parts, n));
         }
         let rows = (0..n)
-            .flat_map(|r| (0..k).map(move |c| w.data[r * w.rs + c * w.cs]))
+            .flat_map(|r| {
+                parts
+                    .iter()
+                    .flat_map(move |&(w, k)| (0..k).map(move |c| w.data[r * w.rs + c * w.cs]))
+            })
             .collect();
         Recurrent::Rows { w: rows, n }
     }

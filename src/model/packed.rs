@@ -34,7 +34,16 @@ impl PackedWt {
     /// Packs `w (n, k)` read through a strided view (a block of a wider matrix, or a
     /// transpose), without copying it out first.
     pub fn from_view(w: MatRef, n: usize, k: usize) -> Self {
-        assert!(w.fits(n, k), "PackedWt: the view is smaller than (n, k)");
+        Self::from_views(&[(w, k)], n)
+    }
+
+    /// Packs `w = [w_0 | w_1 | ...] (n, k_0 + k_1 + ...)` from views of its column blocks
+    /// (an LSTM's `W_ih` and `W_hh`, without joining them first).
+    pub fn from_views(parts: &[(MatRef, usize)], n: usize) -> Self {
+        for (w, k) in parts {
+            assert!(w.fits(n, *k), "PackedWt: a view is smaller than (n, k)");
+        }
+        let k: usize = parts.iter().map(|(_, k)| k).sum();
         let panels = n.div_ceil(PANEL);
         let len = panels * k * PANEL;
         let mut data = Vec::with_capacity(len);
@@ -43,37 +52,11 @@ impl PackedWt {
             .enumerate()
             .for_each(|(p, panel)| {
                 let (first, cols) = (p * PANEL, PANEL.min(n - p * PANEL));
-                // Copies run along the view's unit stride, without a bounds check per element.
-                if w.rs == 1 {
-                    // The panel's columns of feature i sit side by side in the view.
-                    for (i, slot) in panel.chunks_exact_mut(PANEL).enumerate() {
-                        let from = first + i * w.cs;
-                        for (s, &v) in slot.iter_mut().zip(&w.data[from..from + cols]) {
-                            s.write(v);
-                        }
-                    }
-                } else if w.cs == 1 {
-                    // Each output column is a contiguous row of the view: a transpose, done
-                    // 16 features at a time so the 1 KiB being written stays in L1 (column by
-                    // column over the whole panel took 3x as long at k = 1024).
-                    let rows: Vec<&[f32]> = (0..cols)
-                        .map(|j| &w.data[(first + j) * w.rs..][..k])
-                        .collect();
-                    for (i0, block) in panel.chunks_mut(PANEL * PANEL).enumerate() {
-                        let from = i0 * PANEL;
-                        for (j, row) in rows.iter().enumerate() {
-                            let part = &row[from..(from + PANEL).min(k)];
-                            for (slot, &v) in block.chunks_exact_mut(PANEL).zip(part) {
-                                slot[j].write(v);
-                            }
-                        }
-                    }
-                } else {
-                    for (i, slot) in panel.chunks_exact_mut(PANEL).enumerate() {
-                        for (j, s) in slot[..cols].iter_mut().enumerate() {
-                            s.write(w.data[(first + j) * w.rs + i * w.cs]);
-                        }
-                    }
+                let mut row = 0;
+                for &(w, k) in parts {
+                    let mine = &mut panel[row * PANEL..(row + k) * PANEL];
+                    pack_panel(w, k, (first, cols), mine);
+                    row += k;
                 }
                 // The last panel's columns past n.
                 if cols < PANEL {
@@ -204,6 +187,48 @@ impl PackedWt {
                     }
                 }
                 r += rows;
+            }
+        }
+    }
+}
+
+/// Columns `first..first + cols` of `w (n, k)` (a view) into one panel's `k` rows of 16;
+/// the slots past `cols` are left for the caller.
+fn pack_panel(
+    w: MatRef,
+    k: usize,
+    (first, cols): (usize, usize),
+    panel: &mut [std::mem::MaybeUninit<f32>],
+) {
+    // Copies run along the view's unit stride, without a bounds check per element.
+    if w.rs == 1 {
+        // The panel's columns of feature i sit side by side in the view.
+        for (i, slot) in panel.chunks_exact_mut(PANEL).enumerate() {
+            let from = first + i * w.cs;
+            for (s, &v) in slot.iter_mut().zip(&w.data[from..from + cols]) {
+                s.write(v);
+            }
+        }
+    } else if w.cs == 1 {
+        // Each output column is a contiguous row of the view: a transpose, done 16 features
+        // at a time so the 1 KiB being written stays in L1 (column by column over the whole
+        // panel took 3x as long at k = 1024).
+        let rows: Vec<&[f32]> = (0..cols)
+            .map(|j| &w.data[(first + j) * w.rs..][..k])
+            .collect();
+        for (i0, block) in panel.chunks_mut(PANEL * PANEL).enumerate() {
+            let from = i0 * PANEL;
+            for (j, row) in rows.iter().enumerate() {
+                let part = &row[from..(from + PANEL).min(k)];
+                for (slot, &v) in block.chunks_exact_mut(PANEL).zip(part) {
+                    slot[j].write(v);
+                }
+            }
+        }
+    } else {
+        for (i, slot) in panel.chunks_exact_mut(PANEL).enumerate() {
+            for (j, s) in slot[..cols].iter_mut().enumerate() {
+                s.write(w.data[(first + j) * w.rs + i * w.cs]);
             }
         }
     }
