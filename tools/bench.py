@@ -8,6 +8,7 @@ environment .venv-bench (created here with `pip install torch`, a download of ab
 """
 import json
 import os
+import statistics
 import platform
 import shutil
 import subprocess
@@ -31,6 +32,10 @@ CONFIGS = [
     ("greedy, batch 32", "decode-greedy", ["--batch", "32"], 1.5),
 ]
 COMMON = ["--threads", "2"]
+# Each configuration runs this many times per tool, alternating, and each tool's figure is the
+# median over them: the machine's slow phases last tens of seconds, so one run each could
+# catch one tool in a slow phase and the other not.
+ROUNDS = int(os.environ.get("NMT_BENCH_ROUNDS", "3"))
 
 
 def torch_python():
@@ -81,26 +86,35 @@ def main():
     tmp = tempfile.mkdtemp()
     for name, mode, flags, target in CONFIGS:
         jn, jt = os.path.join(tmp, "nmt.jsonl"), os.path.join(tmp, "torch.jsonl")
-        # Alternate which goes first so drift in machine load spreads over both.
-        order = ["nmt", "torch"] if len(rows) % 2 == 0 else ["torch", "nmt"]
-        res = {}
-        for who in order:
-            if who == "nmt":
-                text, rss = run([NMT, "bench", mode, *flags, *COMMON, "--json", jn])
-                result = last_json(jn)["result"]
-                res["nmt"] = (figure(mode, result), rss, text.strip())
-                if mode == "train":
-                    phases.append((name, result["ms_per_step_median"], result["ms_forward_median"],
-                                   result["ms_backward_median"], result["ms_update_median"]))
-            else:
-                text, rss = run([py, SCRIPT, mode, *flags, *COMMON, "--json", jt])
-                res["torch"] = (figure(mode, last_json(jt)["result"]), rss, text.strip())
-        ratio = res["nmt"][0] / res["torch"][0]
+        figs = {"nmt": [], "torch": []}
+        rss = {"nmt": 0.0, "torch": 0.0}
+        nmt_phases = []
+        for r in range(ROUNDS):
+            # Alternate which goes first so drift in machine load spreads over both.
+            order = ["nmt", "torch"] if (len(rows) + r) % 2 == 0 else ["torch", "nmt"]
+            for who in order:
+                if who == "nmt":
+                    _, peak = run([NMT, "bench", mode, *flags, *COMMON, "--json", jn])
+                    result = last_json(jn)["result"]
+                    if mode == "train":
+                        nmt_phases.append([result[k] for k in ("ms_per_step_median", "ms_forward_median",
+                                                               "ms_backward_median", "ms_update_median")])
+                else:
+                    _, peak = run([py, SCRIPT, mode, *flags, *COMMON, "--json", jt])
+                    result = last_json(jt)["result"]
+                figs[who].append(figure(mode, result))
+                rss[who] = max(rss[who], peak)
+        n_fig, t_fig = statistics.median(figs["nmt"]), statistics.median(figs["torch"])
+        if nmt_phases:
+            phases.append((name, *[statistics.median(col) for col in zip(*nmt_phases)]))
+        ratio = n_fig / t_fig
         unit = "tgt tok/s" if mode == "train" else "sent/s"
-        rows.append((name, unit, res["nmt"][0], res["torch"][0], ratio, target, res["nmt"][1], res["torch"][1]))
-        print(f"{name:20s} nmt {res['nmt'][0]:9.1f} {unit:9s} PyTorch {res['torch'][0]:9.1f}  "
+        rows.append((name, unit, n_fig, t_fig, ratio, target, rss["nmt"], rss["torch"], figs))
+        spread = "  rounds nmt " + "/".join(f"{f:.0f}" for f in figs["nmt"]) + \
+                 ", PyTorch " + "/".join(f"{f:.0f}" for f in figs["torch"])
+        print(f"{name:20s} nmt {n_fig:9.1f} {unit:9s} PyTorch {t_fig:9.1f}  "
               f"ratio {ratio:5.3f} (target {target}) {'OK' if ratio >= target else 'BELOW'}  "
-              f"peak RSS nmt {res['nmt'][1]:.0f} MiB / PyTorch {res['torch'][1]:.0f} MiB", flush=True)
+              f"peak RSS nmt {rss['nmt']:.0f} MiB / PyTorch {rss['torch']:.0f} MiB{spread}", flush=True)
     shutil.rmtree(tmp)
     cpu = "unknown"
     try:
@@ -113,19 +127,23 @@ def main():
         f"Measured by `make bench` on {time.strftime('%Y-%m-%d')}: {cpu}, {os.cpu_count()} cores, "
         f"both tools on 2 threads; PyTorch {torch_version} (its default CPU path) running "
         "`shared/bench/pytorch_lstm_s2s.py` with the same flags, alternating with `nmt bench` in one run. "
-        "Figures are medians over 20 timed steps after 3 warm-up steps; ratios are nmt / PyTorch.",
+        f"Each figure is the median of {ROUNDS} runs per tool, alternating, each run's figure the median "
+        "over 20 timed steps after 3 warm-up steps; ratios are nmt / PyTorch; peak RSS is the largest of the runs.",
         "",
-        "| configuration | unit | nmt | PyTorch | ratio | target | met | peak RSS nmt (MiB) | peak RSS PyTorch (MiB) |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| configuration | unit | nmt | PyTorch | ratio | target | met | peak RSS nmt (MiB) | peak RSS PyTorch (MiB) "
+        "| each run, nmt; PyTorch |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for name, unit, n, t, r, target, rn, rt in rows:
+    for name, unit, n, t, r, target, rn, rt, figs in rows:
         met = "yes" if r >= target else "no"
-        lines.append(f"| {name} | {unit} | {n:.1f} | {t:.1f} | {r:.3f} | >= {target} | {met} | {rn:.0f} | {rt:.0f} |")
+        runs = "; ".join(" / ".join(f"{f:.1f}" for f in figs[who]) for who in ("nmt", "torch"))
+        lines.append(f"| {name} | {unit} | {n:.1f} | {t:.1f} | {r:.3f} | >= {target} | {met} | {rn:.0f} | {rt:.0f} "
+                     f"| {runs} |")
     lines += ["", "Model: embedding/hidden 256, vocabulary 8000/8000, batch 64, lengths 20/20 unless the row says "
               "otherwise; decoding runs at most 30 steps on random sources with random weights.", "",
               "The machine is shared and noisy: the same binary, and PyTorch too, moves by 10-20 % between "
               "runs, so a ratio near its target can fall on either side from one run to the next.", "",
-              "Where nmt's training step goes (medians of the same runs, ms; see docs/performance-profile.md):", "",
+              "Where nmt's training step goes (medians over the same runs, ms; see docs/performance-profile.md):", "",
               "| configuration | step | forward (incl. the output layer's gradients) | backward | update |",
               "| --- | --- | --- | --- | --- |"]
     for name, step, fwd, bwd, upd in phases:
