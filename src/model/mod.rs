@@ -4,6 +4,7 @@
 
 pub mod cpu_step;
 pub mod dropout;
+pub mod isa;
 pub mod kernels;
 pub mod lstm;
 pub mod lstm_op;

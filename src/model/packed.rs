@@ -7,11 +7,12 @@
 
 use rayon::prelude::*;
 
+use super::isa::Isa;
 use super::kernels::MatRef;
 
 /// Output columns per panel: two eight-lane registers.
 const PANEL: usize = 16;
-/// The most rows a register tile has (`Kernel::rows`).
+/// The most rows a register tile has (`tile_rows`).
 const MAX_ROWS: usize = 8;
 /// Panels per parallel task.
 const PANELS_PER_TASK: usize = 4;
@@ -89,13 +90,13 @@ impl PackedWt {
         out: &mut [f32],
         accumulate: bool,
     ) {
-        self.matmul_on(Kernel::detect(), x, m, bias, out, accumulate);
+        self.matmul_on(Isa::detect(), x, m, bias, out, accumulate);
     }
 
     /// `matmul` on the given register tile (the tests run each one the CPU has).
     fn matmul_on(
         &self,
-        kind: Kernel,
+        isa: Isa,
         x: (&[f32], &[f32]),
         m: usize,
         bias: Option<&[f32]>,
@@ -135,7 +136,7 @@ impl PackedWt {
             }
         }
         // The last rows short of a whole tile, padded with zero rows to one.
-        let tail = parts.tail(kind);
+        let tail = parts.tail(isa);
         let task = |(b, mut rows): (usize, Vec<&mut [f32]>)| {
             let (lo, hi) = (b * block, ((b + 1) * block).min(n));
             self.columns(&parts, &tail, (lo, hi), bias, &mut rows, accumulate);
@@ -171,9 +172,9 @@ impl PackedWt {
                 let rows = (x.m - r).min(tail.rows);
                 let mut tile = [[0f32; PANEL]; MAX_ROWS];
                 if rows == tail.rows {
-                    kernel(tail.kind, x.rows(r, rows), panel, &init, &mut tile);
+                    kernel(tail.isa, x.rows(r, rows), panel, &init, &mut tile);
                 } else {
-                    kernel(tail.kind, tail.block(), panel, &init, &mut tile);
+                    kernel(tail.isa, tail.block(), panel, &init, &mut tile);
                 }
                 for (i, t) in tile[..rows].iter().enumerate() {
                     let slot = &mut dst[r + i][c0..c0 + cols];
@@ -258,41 +259,18 @@ struct TailParts {
     b: Vec<f32>,
     ka: usize,
     kb: usize,
-    kind: Kernel,
+    isa: Isa,
     rows: usize,
 }
 
-/// The register tile this CPU runs.
-#[derive(Clone, Copy, PartialEq, Debug)]
-enum Kernel {
-    Avx512,
-    Avx2,
-    Plain,
-}
-
-impl Kernel {
-    fn detect() -> Self {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if is_x86_feature_detected!("avx512f") {
-                return Kernel::Avx512;
-            }
-            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-                return Kernel::Avx2;
-            }
-        }
-        Kernel::Plain
-    }
-
-    /// Rows per tile. AVX-512: 8 accumulators of 16 lanes, one weight load per 8
-    /// multiply-adds, and a batch of 64 is 8 whole tiles (6-row tiles computed 66 rows for it,
-    /// 1-2 % slower in the 4-layer bench steps). AVX2: 6 rows x 2 accumulators + 2 weights +
-    /// 1 broadcast fill its 16 registers.
-    fn rows(self) -> usize {
-        match self {
-            Kernel::Avx512 => 8,
-            Kernel::Avx2 | Kernel::Plain => 6,
-        }
+/// Rows per register tile. AVX-512: 8 accumulators of 16 lanes, one weight load per 8
+/// multiply-adds, and a batch of 64 is 8 whole tiles (6-row tiles computed 66 rows for it, 1-2 %
+/// slower in the 4-layer bench steps). AVX2: 6 rows x 2 accumulators + 2 weights + 1
+/// broadcast fill its 16 registers.
+fn tile_rows(isa: Isa) -> usize {
+    match isa {
+        Isa::Avx512 => 8,
+        Isa::Avx2 | Isa::Plain => 6,
     }
 }
 
@@ -318,8 +296,8 @@ impl<'a> Parts<'a> {
         }
     }
 
-    fn tail(&self, kind: Kernel) -> TailParts {
-        let rows = kind.rows();
+    fn tail(&self, isa: Isa) -> TailParts {
+        let rows = tile_rows(isa);
         let from = self.m - self.m % rows;
         let pad = |x: &[f32], k: usize| {
             let mut t = vec![0f32; rows * k];
@@ -331,7 +309,7 @@ impl<'a> Parts<'a> {
             b: pad(self.b, self.kb),
             ka: self.ka,
             kb: self.kb,
-            kind,
+            isa,
             rows,
         }
     }
@@ -349,9 +327,9 @@ impl TailParts {
     }
 }
 
-/// `tile[r] = init + x[r] . panel` for the tile's rows, on `kind`'s register tile.
+/// `tile[r] = init + x[r] . panel` for the tile's rows, on `isa`'s register tile.
 fn kernel(
-    kind: Kernel,
+    isa: Isa,
     x: TileRows,
     panel: &[f32],
     init: &[f32; PANEL],
@@ -359,16 +337,16 @@ fn kernel(
 ) {
     assert!(x.a.len() == x.rows * x.ka && x.b.len() == x.rows * x.kb && x.rows <= MAX_ROWS);
     assert!(panel.len() == (x.ka + x.kb) * PANEL);
-    match kind {
+    match isa {
         #[cfg(target_arch = "x86_64")]
-        Kernel::Avx512 => {
+        Isa::Avx512 => {
             assert_eq!(x.rows, 8, "the AVX-512 tile has 8 rows");
             // SAFETY: `detect` found the feature the function is compiled for; the asserts
             // above are the lengths it reads.
             unsafe { avx512::tile8(&x, panel, init, tile) }
         }
         #[cfg(target_arch = "x86_64")]
-        Kernel::Avx2 => {
+        Isa::Avx2 => {
             assert_eq!(x.rows, 6, "the AVX2 tile has 6 rows");
             // SAFETY: as above.
             unsafe { avx::tile6(&x, panel, init, tile) }
@@ -514,21 +492,6 @@ mod tests {
     use super::*;
     use crate::model::rowdot::tests::{case, naive};
 
-    /// The register tiles this CPU can run, the plain one first.
-    fn kinds() -> Vec<Kernel> {
-        let mut kinds = vec![Kernel::Plain];
-        #[cfg(target_arch = "x86_64")]
-        {
-            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-                kinds.push(Kernel::Avx2);
-            }
-            if is_x86_feature_detected!("avx512f") {
-                kinds.push(Kernel::Avx512);
-            }
-        }
-        kinds
-    }
-
     /// Each SIMD tile the CPU can run against the plain one at its rows, both column blocks
     /// used.
     #[test]
@@ -538,8 +501,8 @@ mod tests {
             .map(|i| (i as f32 * 0.07).sin())
             .collect();
         let init: [f32; PANEL] = std::array::from_fn(|j| j as f32 * 0.5);
-        for kind in kinds().into_iter().skip(1) {
-            let rows = kind.rows();
+        for isa in Isa::available().into_iter().skip(1) {
+            let rows = tile_rows(isa);
             let a: Vec<f32> = (0..rows * ka).map(|i| (i as f32 * 0.31).sin()).collect();
             let b: Vec<f32> = (0..rows * kb).map(|i| (i as f32 * 0.17).cos()).collect();
             let x = || TileRows {
@@ -552,11 +515,11 @@ mod tests {
             let mut want = [[0f32; PANEL]; MAX_ROWS];
             tile_scalar(&x(), &panel, &init, &mut want);
             let mut got = [[0f32; PANEL]; MAX_ROWS];
-            kernel(kind, x(), &panel, &init, &mut got);
+            kernel(isa, x(), &panel, &init, &mut got);
             for (g, w) in got.iter().flatten().zip(want.iter().flatten()) {
                 assert!(
                     (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
-                    "{kind:?}: {g} vs {w}"
+                    "{isa:?}: {g} vs {w}"
                 );
             }
         }
@@ -582,9 +545,9 @@ mod tests {
             let (x, w, b) = case(m, n, k);
             let packed = PackedWt::new(&w, n, k);
             let want = naive(&x, (m, n, k), &w, &b);
-            for kind in kinds() {
+            for isa in Isa::available() {
                 let mut out = vec![f32::NAN; m * n];
-                packed.matmul_on(kind, (&x, &[]), m, Some(&b), &mut out, false);
+                packed.matmul_on(isa, (&x, &[]), m, Some(&b), &mut out, false);
                 // Accumulating adds the product (and bias) again; x given as two blocks.
                 let mut twice = out.clone();
                 let ka = k / 3;
@@ -592,17 +555,17 @@ mod tests {
                     x.chunks(k).flat_map(|r| r[..ka].to_vec()).collect(),
                     x.chunks(k).flat_map(|r| r[ka..].to_vec()).collect(),
                 );
-                packed.matmul_on(kind, (&a, &c), m, Some(&b), &mut twice, true);
+                packed.matmul_on(isa, (&a, &c), m, Some(&b), &mut twice, true);
                 for (i, e) in want.iter().enumerate() {
                     let close = |a: f32, e: f32| (a - e).abs() <= 1e-4 * (1.0 + e.abs());
                     assert!(
                         close(out[i], *e),
-                        "{kind:?} m={m} n={n} k={k} at {i}: {} vs {e}",
+                        "{isa:?} m={m} n={n} k={k} at {i}: {} vs {e}",
                         out[i]
                     );
                     assert!(
                         close(twice[i], 2.0 * e),
-                        "{kind:?} accumulate, m={m} n={n} k={k} at {i}"
+                        "{isa:?} accumulate, m={m} n={n} k={k} at {i}"
                     );
                 }
             }

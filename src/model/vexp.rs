@@ -4,36 +4,16 @@
 //! LSTM gates). Sixteen lanes instead of eight: in the 512/16k training step the forward
 //! LSTM cells went from 8.8-9.0 to 7.0-7.1 ms and the softmax pass from 9.4 to 8.2 ms.
 
-/// The vector instructions a call runs on.
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Isa {
-    Avx512,
-    Avx2,
-    Plain,
-}
-
-/// The widest this CPU has.
-fn isa() -> Isa {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if is_x86_feature_detected!("avx512f") {
-            return Isa::Avx512;
-        }
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            return Isa::Avx2;
-        }
-    }
-    Isa::Plain
-}
+use super::isa::Isa;
 
 /// `sum(exp(x - shift))` over `xs`.
 pub fn sum_exp(xs: &[f32], shift: f32) -> f32 {
-    sum_exp_on(isa(), xs, shift)
+    sum_exp_on(Isa::detect(), xs, shift)
 }
 
 fn sum_exp_on(isa: Isa, xs: &[f32], shift: f32) -> f32 {
     match isa {
-        // SAFETY: `isa()` found the features each function is compiled for.
+        // SAFETY: `Isa::detect()` found the features each function is compiled for.
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 => unsafe { avx512::sum_exp(xs, shift) },
         // SAFETY: as above.
@@ -45,7 +25,7 @@ fn sum_exp_on(isa: Isa, xs: &[f32], shift: f32) -> f32 {
 
 /// `x <- exp(x - shift)` in place; returns the sum of the results.
 pub fn exp_in_place(xs: &mut [f32], shift: f32) -> f32 {
-    exp_in_place_on(isa(), xs, shift)
+    exp_in_place_on(Isa::detect(), xs, shift)
 }
 
 fn exp_in_place_on(isa: Isa, xs: &mut [f32], shift: f32) -> f32 {
@@ -68,12 +48,12 @@ fn exp_in_place_on(isa: Isa, xs: &mut [f32], shift: f32) -> f32 {
 
 /// `x <- 1 / (1 + exp(-x))` in place.
 pub fn sigmoid_in_place(xs: &mut [f32]) {
-    sigmoid_on(isa(), xs, 1.0);
+    sigmoid_on(Isa::detect(), xs, 1.0);
 }
 
 /// `x <- tanh(x)` in place, as `2 sigmoid(2x) - 1` (absolute error ~2e-7).
 pub fn tanh_in_place(xs: &mut [f32]) {
-    tanh_on(isa(), xs);
+    tanh_on(Isa::detect(), xs);
 }
 
 fn tanh_on(isa: Isa, xs: &mut [f32]) {
@@ -294,17 +274,7 @@ mod tests {
     /// Every instruction set this CPU has, against libm.
     #[test]
     fn match_libm() {
-        let mut isas = vec![Isa::Plain];
-        #[cfg(target_arch = "x86_64")]
-        {
-            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-                isas.push(Isa::Avx2);
-            }
-            if is_x86_feature_detected!("avx512f") {
-                isas.push(Isa::Avx512);
-            }
-        }
-        for isa in isas {
+        for isa in Isa::available() {
             check(isa);
         }
     }
