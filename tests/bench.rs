@@ -86,3 +86,24 @@ fn bench_records_have_the_baseline_keys() {
         "one record appended per run"
     );
 }
+
+/// `make bench` with a number of runs it cannot use stops before running anything, naming
+/// the variable and what to set, with a non-zero exit.
+#[test]
+fn bench_rejects_a_bad_number_of_runs() {
+    let python = std::env::var("NMT_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/bench.py");
+    for bad in ["0", "three", "-2", ""] {
+        let o = std::process::Command::new(&python)
+            .arg(&script)
+            .env("NMT_BENCH_ROUNDS", bad)
+            .output()
+            .expect("python3 runs");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{bad:?} was accepted");
+        assert!(
+            err.contains("NMT_BENCH_ROUNDS") && err.contains("at least 1"),
+            "{bad:?}: {err}"
+        );
+    }
+}

@@ -35,7 +35,16 @@ COMMON = ["--threads", "2"]
 # Each configuration runs this many times per tool, alternating, and each tool's figure is the
 # median over them: the machine's slow phases last tens of seconds, so one run each could
 # catch one tool in a slow phase and the other not.
-ROUNDS = int(os.environ.get("NMT_BENCH_ROUNDS", "3"))
+ROUNDS_VAR = "NMT_BENCH_ROUNDS"
+
+
+def rounds():
+    """Runs per tool and configuration: $NMT_BENCH_ROUNDS, 3 when unset."""
+    text = os.environ.get(ROUNDS_VAR, "3")
+    if not text.strip().isdigit() or int(text) < 1:
+        sys.exit(f"{ROUNDS_VAR}={text!r} is not a whole number of runs of at least 1 "
+                 f"(unset it for 3, or set e.g. {ROUNDS_VAR}=1 for one run per tool)")
+    return int(text)
 
 
 def torch_python():
@@ -75,6 +84,7 @@ def figure(mode, result):
 
 
 def main():
+    n_rounds = rounds()
     if not os.path.exists(NMT):
         sys.exit("build first: cargo build --release")
     if not os.path.exists(SCRIPT):
@@ -89,7 +99,7 @@ def main():
         figs = {"nmt": [], "torch": []}
         rss = {"nmt": 0.0, "torch": 0.0}
         nmt_phases = []
-        for r in range(ROUNDS):
+        for r in range(n_rounds):
             # Alternate which goes first so drift in machine load spreads over both.
             order = ["nmt", "torch"] if (len(rows) + r) % 2 == 0 else ["torch", "nmt"]
             for who in order:
@@ -127,7 +137,7 @@ def main():
         f"Measured by `make bench` on {time.strftime('%Y-%m-%d')}: {cpu}, {os.cpu_count()} cores, "
         f"both tools on 2 threads; PyTorch {torch_version} (its default CPU path) running "
         "`shared/bench/pytorch_lstm_s2s.py` with the same flags, alternating with `nmt bench` in one run. "
-        f"Each figure is the median of {ROUNDS} runs per tool, alternating, each run's figure the median "
+        f"Each figure is the median of {n_rounds} runs per tool, alternating, each run's figure the median "
         "over 20 timed steps after 3 warm-up steps; ratios are nmt / PyTorch; peak RSS is the largest of the runs.",
         "",
         "| configuration | unit | nmt | PyTorch | ratio | target | met | peak RSS nmt (MiB) | peak RSS PyTorch (MiB) "
