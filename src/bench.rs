@@ -23,12 +23,16 @@ pub enum BenchMode {
     Train,
     DecodeGreedy,
     DecodeBeam,
+    /// The round trip of a cache line between two threads: how far apart the cores are.
+    CoreToCore,
 }
 
 /// The PyTorch script's flags, with its defaults.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
-    /// train, decode-greedy or decode-beam.
+    /// train, decode-greedy, decode-beam, or core-to-core (the round trip of a cache line
+    /// between two threads, `--steps` rounds of 20,000: ~60-80 ns on cores that share a die,
+    /// several times that across dies).
     #[arg(value_enum)]
     pub mode: BenchMode,
     /// LSTM layers per side.
@@ -55,7 +59,7 @@ pub struct BenchArgs {
     /// Target tokens per sentence (training).
     #[arg(long, default_value_t = 20)]
     pub tgt_len: usize,
-    /// Timed steps (train) or timed batches (decode).
+    /// Timed steps (train), timed batches (decode) or rounds (core-to-core).
     #[arg(long, default_value_t = 20)]
     pub steps: usize,
     /// Untimed steps first.
@@ -100,12 +104,38 @@ fn random_ids(rng: &mut Rng, vocab: usize, len: usize) -> Vec<u32> {
     (0..len).map(|_| 3 + rng.below(vocab - 3) as u32).collect()
 }
 
+/// Round trips between two threads: `a.steps` rounds of this many each.
+const TRIPS_PER_ROUND: usize = 20_000;
+
+/// The core-to-core figure: the median over the rounds of each round's mean round trip.
+fn core_to_core(a: &BenchArgs) -> (String, serde_json::Value) {
+    let rounds: Vec<f64> = (0..a.steps)
+        .map(|_| crate::core_latency::round_trip_ns(TRIPS_PER_ROUND))
+        .collect();
+    let med = median(&rounds);
+    let summary = format!(
+        "core-to-core: {med:.1} ns a round trip between two threads (median of {} rounds of {TRIPS_PER_ROUND})",
+        a.steps
+    );
+    let record = json!({
+        "label": a.label,
+        "tool": "nmt",
+        "mode": "CoreToCore",
+        "result": { "round_trip_ns_median": med, "round_trip_ns": rounds },
+    });
+    (summary, record)
+}
+
 /// Runs the benchmark; returns the summary line and the JSON record.
 pub fn run(a: &BenchArgs) -> Result<(String, serde_json::Value)> {
     if a.steps == 0 || a.src_vocab < 4 || a.tgt_vocab < 4 || a.tgt_len < 1 || a.src_len < 1 {
         return Err(Error::Config(
             "bench needs --steps >= 1, vocabularies >= 4 and lengths >= 1".into(),
         ));
+    }
+    if a.mode == BenchMode::CoreToCore {
+        // No model: the figure describes the machine.
+        return Ok(core_to_core(a));
     }
     let dev = Device::Cpu;
     let cfg = ModelConfig {
@@ -195,6 +225,7 @@ pub fn run(a: &BenchArgs) -> Result<(String, serde_json::Value)> {
                 }),
             )
         }
+        BenchMode::CoreToCore => return Ok(core_to_core(a)),
         BenchMode::DecodeGreedy | BenchMode::DecodeBeam => {
             let model = Seq2Seq::from_tensors(&cfg, &init)?;
             let beam = if a.mode == BenchMode::DecodeGreedy {

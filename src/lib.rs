@@ -15,6 +15,7 @@ pub mod card;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
+pub mod core_latency;
 pub mod data;
 pub mod device;
 pub mod error;

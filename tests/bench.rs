@@ -107,3 +107,31 @@ fn bench_rejects_a_bad_number_of_runs() {
         );
     }
 }
+
+/// `make bench` records how far apart two threads run before every run: the figure is a
+/// round trip per round, and their median.
+#[test]
+fn core_to_core_reports_a_round_trip_per_round() {
+    let tmp = tempfile::tempdir().unwrap();
+    let json = tmp.path().join("cores.jsonl");
+    let o = Command::new(env!("CARGO_BIN_EXE_nmt"))
+        .args(["bench", "core-to-core", "--steps", "3", "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let line = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        line.starts_with("core-to-core: ") && line.contains(" ns "),
+        "{line}"
+    );
+    let text = std::fs::read_to_string(&json).unwrap();
+    let rec: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    let rounds = rec["result"]["round_trip_ns"].as_array().unwrap();
+    assert_eq!(rounds.len(), 3, "{rec}");
+    let median = rec["result"]["round_trip_ns_median"].as_f64().unwrap();
+    assert!(
+        median > 0.0 && rounds.iter().any(|r| r.as_f64() == Some(median)),
+        "{rec}"
+    );
+}
