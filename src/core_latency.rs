@@ -1,9 +1,9 @@
 //! How far apart two of our threads run: the round trip of one cache line between them.
 //! On the 2-core KVM machine `make bench` runs on it is ~60-80 ns while the VM's two cores
 //! share a die (and its L3 cache) and ~330-360 ns while they sit on different dies, and the
-//! host moves them between the two every few tens of seconds. The 4-layer 512-unit training
-//! step is ~9 % slower apart and PyTorch's ~11 % faster, so `make bench` records this figure
-//! before every run.
+//! host moves them between the two every few tens of seconds. nmt's 4-layer 512-unit training
+//! step is 7-9 % slower apart, and PyTorch's moved by up to ~10 % (either way), so `make bench`
+//! records this figure before every run.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
