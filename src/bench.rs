@@ -225,7 +225,7 @@ pub fn run(a: &BenchArgs) -> Result<(String, serde_json::Value)> {
                 }),
             )
         }
-        BenchMode::CoreToCore => return Ok(core_to_core(a)),
+        BenchMode::CoreToCore => unreachable!("core-to-core returns before a model is built"),
         BenchMode::DecodeGreedy | BenchMode::DecodeBeam => {
             let model = Seq2Seq::from_tensors(&cfg, &init)?;
             let beam = if a.mode == BenchMode::DecodeGreedy {

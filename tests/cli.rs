@@ -369,6 +369,9 @@ fn flag_mistakes_are_named() {
     assert_clean_failure(&o, &["unknown split `dev`", "test_2016_flickr"]);
     let o = nmt(&["bench", "train", "--steps", "0"]);
     assert_clean_failure(&o, &["--steps >= 1"]);
+    // core-to-core times no model, but zero rounds is the same mistake.
+    let o = nmt(&["bench", "core-to-core", "--steps", "0"]);
+    assert_clean_failure(&o, &["--steps >= 1"]);
     let cfg = dir.path().join("bad.toml");
     std::fs::write(&cfg, "layers = [1, 2]\n").unwrap();
     let o = nmt(&["train", "--config", cfg.to_str().unwrap(), "--out", out]);
