@@ -11,6 +11,7 @@ pub mod lstm_op;
 pub mod output_loss;
 pub mod packed;
 pub mod params;
+pub mod row_gemm;
 pub mod rowdot;
 pub mod scorer;
 pub mod sgemm;

@@ -109,7 +109,7 @@ impl SendPtr {
 }
 
 /// Rows `i0..i0 + 12` of `a`, depth `p0..p0 + kc`, as `(kc, 12)`; zeros past row `m`.
-fn pack_a(a: MatRef, m: usize, i0: usize, p0: usize, kc: usize, out: &mut [f32]) {
+pub(super) fn pack_a(a: MatRef, m: usize, i0: usize, p0: usize, kc: usize, out: &mut [f32]) {
     let rows = MR.min(m - i0);
     if a.rs == 1 {
         for p in 0..kc {
@@ -140,7 +140,7 @@ fn pack_a(a: MatRef, m: usize, i0: usize, p0: usize, kc: usize, out: &mut [f32])
 }
 
 /// Columns `j0..j0 + 32` of `b`, depth `p0..p0 + kc`, as `(kc, 32)`; zeros past column `n`.
-fn pack_b(b: MatRef, n: usize, p0: usize, kc: usize, j0: usize, out: &mut [f32]) {
+pub(super) fn pack_b(b: MatRef, n: usize, p0: usize, kc: usize, j0: usize, out: &mut [f32]) {
     let cols = NR.min(n - j0);
     if b.cs == 1 {
         for p in 0..kc {
@@ -176,10 +176,57 @@ pub(super) unsafe fn tile(
     (i0, j0): (usize, usize),
     acc: bool,
 ) {
-    assert!(ap.len() >= kc * MR && bp.len() >= kc * NR && i0 < m && j0 < n);
+    assert!(ap.len() >= kc * MR && bp.len() >= kc * NR);
+    let run = |c: *mut f32, ldc: usize, acc: bool| kernel(kc, ap, bp, c, ldc, acc);
+    tile_edges(run, c, (m, n), (i0, j0), acc);
+}
+
+/// `tile` for rows `i0..i0 + 12` (all inside `a`), depth `p0..p0 + kc` of `a` read where
+/// it lies, when one of its strides is 1: no packed copy of `a`.
+///
+/// Safety: as `tile`; `a.fits(i0 + 12, p0 + kc)`.
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn tile_in_place(
+    kc: usize,
+    a: MatRef,
+    p0: usize,
+    bp: &[f32],
+    c: *mut f32,
+    (m, n): (usize, usize),
+    (i0, j0): (usize, usize),
+    acc: bool,
+) {
+    assert!(a.fits(i0 + MR, p0 + kc) && bp.len() >= kc * NR && kc > 0);
+    let from = a.data.as_ptr().add(i0 * a.rs + p0 * a.cs);
+    let run = |c: *mut f32, ldc: usize, acc: bool| {
+        #[cfg(target_arch = "x86_64")]
+        if a.cs == 1 {
+            avx512::tile12x32_rows(kc, from, (a.rs, 1), bp.as_ptr(), c, ldc, acc);
+        } else {
+            assert_eq!(a.rs, 1, "tile_in_place: a has no unit stride");
+            avx512::tile12x32_depth(kc, from, (1, a.cs), bp.as_ptr(), c, ldc, acc);
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("sgemm::tile_in_place without AVX-512 ({from:?}, {c:?}, {ldc}, {acc})");
+    };
+    tile_edges(run, c, (m, n), (i0, j0), acc);
+}
+
+/// Runs `run(c, ldc, acc)` for the tile at `(i0, j0)`: on `c` itself when the whole tile
+/// lies inside `(m, n)`, else on a scratch tile copied in (when adding) and back.
+///
+/// Safety: `c` is a row-major `(m, n)` matrix valid for reads and writes.
+unsafe fn tile_edges(
+    run: impl Fn(*mut f32, usize, bool),
+    c: *mut f32,
+    (m, n): (usize, usize),
+    (i0, j0): (usize, usize),
+    acc: bool,
+) {
+    assert!(i0 < m && j0 < n);
     let (rows, cols) = (MR.min(m - i0), NR.min(n - j0));
     if rows == MR && cols == NR {
-        kernel(kc, ap, bp, c.add(i0 * n + j0), n, acc);
+        run(c.add(i0 * n + j0), n, acc);
     } else {
         let mut t = [0f32; MR * NR];
         let at = |r: usize, j: usize| c.add((i0 + r) * n + j0 + j);
@@ -190,7 +237,7 @@ pub(super) unsafe fn tile(
                 }
             }
         }
-        kernel(kc, ap, bp, t.as_mut_ptr(), NR, true);
+        run(t.as_mut_ptr(), NR, true);
         for r in 0..rows {
             for j in 0..cols {
                 *at(r, j) = t[r * NR + j];
@@ -204,7 +251,7 @@ pub(super) unsafe fn tile(
 /// Safety: as `avx512::tile12x32`.
 unsafe fn kernel(kc: usize, ap: &[f32], bp: &[f32], c: *mut f32, ldc: usize, acc: bool) {
     #[cfg(target_arch = "x86_64")]
-    avx512::tile12x32(kc, ap.as_ptr(), bp.as_ptr(), c, ldc, acc);
+    avx512::tile12x32(kc, ap.as_ptr(), (1, MR), bp.as_ptr(), c, ldc, acc);
     #[cfg(not(target_arch = "x86_64"))]
     unreachable!(
         "sgemm::kernel without AVX-512 ({kc}, {}, {}, {c:?}, {ldc}, {acc})",
@@ -218,75 +265,108 @@ mod avx512 {
     use super::{MR, NR};
     use std::arch::x86_64::*;
 
-    /// `c[12 x 32] (+)= ap (kc, 12)ᵀ . bp (kc, 32)`, the accumulators as named locals.
-    ///
-    /// Safety: AVX-512F; `ap` holds `kc * 12`, `bp` `kc * 32` floats, `c` 12 rows of 32 at
-    /// stride `ldc`.
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn tile12x32(
-        kc: usize,
-        ap: *const f32,
-        bp: *const f32,
-        c: *mut f32,
-        ldc: usize,
-        acc: bool,
-    ) {
-        let z = _mm512_setzero_ps();
-        let (mut c00, mut c01, mut c10, mut c11, mut c20, mut c21) = (z, z, z, z, z, z);
-        let (mut c30, mut c31, mut c40, mut c41, mut c50, mut c51) = (z, z, z, z, z, z);
-        let (mut c60, mut c61, mut c70, mut c71, mut c80, mut c81) = (z, z, z, z, z, z);
-        let (mut c90, mut c91, mut ca0, mut ca1, mut cb0, mut cb1) = (z, z, z, z, z, z);
-        let (mut a, mut b) = (ap, bp);
-        for _ in 0..kc {
-            let b0 = _mm512_loadu_ps(b);
-            let b1 = _mm512_loadu_ps(b.add(16));
-            macro_rules! row {
-                ($r:expr, $x0:ident, $x1:ident) => {
-                    let s = _mm512_set1_ps(*a.add($r));
-                    $x0 = _mm512_fmadd_ps(s, b0, $x0);
-                    $x1 = _mm512_fmadd_ps(s, b1, $x1);
-                };
+    /// Defines a 12 x 32 register tile `c[12 x 32] (+)= a (12, kc) . bp (kc, 32)` (the
+    /// accumulators as named locals) that reads element (r, p) of `a` at `a + r * rs + p *
+    /// cs`, with `$strides` mapping the arguments to the strides it is built for, so that
+    /// constant ones compile into the addressing.
+    macro_rules! tile_fn {
+        ($(#[$doc:meta])* $name:ident, $strides:expr) => {
+            $(#[$doc])*
+            #[target_feature(enable = "avx512f")]
+            #[allow(clippy::too_many_arguments)]
+            pub unsafe fn $name(
+                kc: usize,
+                ap: *const f32,
+                (rs, cs): (usize, usize),
+                bp: *const f32,
+                c: *mut f32,
+                ldc: usize,
+                acc: bool,
+            ) {
+                let (rs, cs): (usize, usize) = ($strides)(rs, cs);
+                let z = _mm512_setzero_ps();
+                let (mut c00, mut c01, mut c10, mut c11, mut c20, mut c21) = (z, z, z, z, z, z);
+                let (mut c30, mut c31, mut c40, mut c41, mut c50, mut c51) = (z, z, z, z, z, z);
+                let (mut c60, mut c61, mut c70, mut c71, mut c80, mut c81) = (z, z, z, z, z, z);
+                let (mut c90, mut c91, mut ca0, mut ca1, mut cb0, mut cb1) = (z, z, z, z, z, z);
+                let (mut a, mut b) = (ap, bp);
+                for _ in 0..kc {
+                    let b0 = _mm512_loadu_ps(b);
+                    let b1 = _mm512_loadu_ps(b.add(16));
+                    macro_rules! row {
+                        ($r:expr, $x0:ident, $x1:ident) => {
+                            let s = _mm512_set1_ps(*a.add($r * rs));
+                            $x0 = _mm512_fmadd_ps(s, b0, $x0);
+                            $x1 = _mm512_fmadd_ps(s, b1, $x1);
+                        };
+                    }
+                    row!(0, c00, c01);
+                    row!(1, c10, c11);
+                    row!(2, c20, c21);
+                    row!(3, c30, c31);
+                    row!(4, c40, c41);
+                    row!(5, c50, c51);
+                    row!(6, c60, c61);
+                    row!(7, c70, c71);
+                    row!(8, c80, c81);
+                    row!(9, c90, c91);
+                    row!(10, ca0, ca1);
+                    row!(11, cb0, cb1);
+                    a = a.add(cs);
+                    b = b.add(NR);
+                }
+                let rows = [
+                    (c00, c01),
+                    (c10, c11),
+                    (c20, c21),
+                    (c30, c31),
+                    (c40, c41),
+                    (c50, c51),
+                    (c60, c61),
+                    (c70, c71),
+                    (c80, c81),
+                    (c90, c91),
+                    (ca0, ca1),
+                    (cb0, cb1),
+                ];
+                for (r, (x0, x1)) in rows.into_iter().enumerate() {
+                    let p = c.add(r * ldc);
+                    if acc {
+                        _mm512_storeu_ps(p, _mm512_add_ps(_mm512_loadu_ps(p), x0));
+                        _mm512_storeu_ps(p.add(16), _mm512_add_ps(_mm512_loadu_ps(p.add(16)), x1));
+                    } else {
+                        _mm512_storeu_ps(p, x0);
+                        _mm512_storeu_ps(p.add(16), x1);
+                    }
+                }
             }
-            row!(0, c00, c01);
-            row!(1, c10, c11);
-            row!(2, c20, c21);
-            row!(3, c30, c31);
-            row!(4, c40, c41);
-            row!(5, c50, c51);
-            row!(6, c60, c61);
-            row!(7, c70, c71);
-            row!(8, c80, c81);
-            row!(9, c90, c91);
-            row!(10, ca0, ca1);
-            row!(11, cb0, cb1);
-            a = a.add(MR);
-            b = b.add(NR);
-        }
-        let rows = [
-            (c00, c01),
-            (c10, c11),
-            (c20, c21),
-            (c30, c31),
-            (c40, c41),
-            (c50, c51),
-            (c60, c61),
-            (c70, c71),
-            (c80, c81),
-            (c90, c91),
-            (ca0, ca1),
-            (cb0, cb1),
-        ];
-        for (r, (x0, x1)) in rows.into_iter().enumerate() {
-            let p = c.add(r * ldc);
-            if acc {
-                _mm512_storeu_ps(p, _mm512_add_ps(_mm512_loadu_ps(p), x0));
-                _mm512_storeu_ps(p.add(16), _mm512_add_ps(_mm512_loadu_ps(p.add(16)), x1));
-            } else {
-                _mm512_storeu_ps(p, x0);
-                _mm512_storeu_ps(p.add(16), x1);
-            }
-        }
+        };
     }
+
+    tile_fn!(
+        /// A packed panel of `a`, `(kc, 12)` (strides (1, 12)).
+        ///
+        /// Safety: AVX-512F; `ap` holds `kc * 12`, `bp` `kc * 32` floats, `c` 12 rows of 32
+        /// at stride `ldc`.
+        tile12x32,
+        |_, _| (1, MR)
+    );
+    tile_fn!(
+        /// 12 rows of a row-major `a` read in place (strides (rs, 1)).
+        ///
+        /// Safety: AVX-512F; `ap` reaches 12 rows of `kc` at stride `rs`, `bp` `kc * 32`
+        /// floats, `c` 12 rows of 32 at stride `ldc`.
+        tile12x32_rows,
+        |rs, _| (rs, 1)
+    );
+    tile_fn!(
+        /// 12 adjacent columns of a row-major `aᵀ` read in place (strides (1, cs)).
+        ///
+        /// Safety: AVX-512F; `ap` reaches `kc` rows of 12 at stride `cs`, `bp` `kc * 32`
+        /// floats, `c` 12 rows of 32 at stride `ldc`.
+        tile12x32_depth,
+        |_, cs| (1, cs)
+    );
 }
 
 #[cfg(test)]
