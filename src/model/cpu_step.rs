@@ -18,6 +18,7 @@ use super::kernels::storage_f32;
 use super::lstm::LstmLayer;
 use super::lstm_op::{Activations, LstmLayerOp, Weights};
 use super::output_loss::OutputLoss;
+use super::scratch;
 use super::Seq2Seq;
 use crate::data::batch::Batch;
 use crate::error::{Error, Result};
@@ -35,6 +36,19 @@ struct LayerTape {
     act: Activations,
     /// The dropout factors the input was multiplied by.
     in_mask: Option<Vec<f32>>,
+}
+
+impl Drop for LayerTape {
+    /// The layer's large buffers go back for the next step's forward (`scratch`).
+    fn drop(&mut self) {
+        for v in [
+            std::mem::take(&mut self.out),
+            std::mem::take(&mut self.act.gates),
+            std::mem::take(&mut self.act.cs),
+        ] {
+            scratch::give(v);
+        }
+    }
 }
 
 /// A training forward pass on the CPU, ready for its backward pass.

@@ -16,6 +16,7 @@ use rayon::prelude::*;
 use super::kernels::{cpu_f32, gemm_new, lstm_cell, storage_f32, MatRef};
 use super::packed::PackedWt;
 use super::rowdot::matmul_wt;
+use super::scratch;
 use super::vexp::tanh_in_place;
 use super::weight_grad::{weight_grads, Operand};
 
@@ -178,16 +179,17 @@ impl LstmLayerOp {
         let bias = &w.bias;
         let both = Recurrent::new(&[(w.w_ih, input), (w.w_hh, h)], 4 * h, b_len);
         let step = b_len * 4 * h;
-        let mut gates = Vec::with_capacity(tb * 4 * h);
-        let mut out = vec![0f32; tbh + bh];
-        let mut cs = vec![0f32; tbh];
+        // Every element is written below (the gates by each step's product, h and c by its
+        // cells, the last c after the loop): stale buffers, no zero fill (`scratch`).
+        let mut gates = scratch::take(tb * 4 * h);
+        let mut out = scratch::take(tbh + bh);
+        let mut cs = scratch::take(tbh);
         let hs = &mut out[..tbh];
         let (h0, c0) = hc0.split_at(bh);
         // From a zero h0 (the encoder's start) the first step's W_hh half adds nothing.
         let zero_start = h0.iter().all(|&v| v == 0.0);
         for t in 0..t_len {
-            gates.resize((t + 1) * step, 0.0);
-            let g_t = &mut gates[t * step..];
+            let g_t = &mut gates[t * step..(t + 1) * step];
             let (h_done, h_rest) = hs.split_at_mut(t * bh);
             let (c_done, c_rest) = cs.split_at_mut(t * bh);
             let (h_prev, c_prev) = if t == 0 {

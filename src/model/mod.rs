@@ -14,6 +14,7 @@ pub mod params;
 pub mod row_gemm;
 pub mod rowdot;
 pub mod scorer;
+pub mod scratch;
 pub mod sgemm;
 pub mod step;
 pub mod vexp;

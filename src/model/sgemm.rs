@@ -62,7 +62,8 @@ pub unsafe fn sgemm(
     // Columns per task block: a multiple of the tile width that fills the L2 share.
     let nc = (B_BLOCK_BYTES / 4 / kc_full.max(1) / NR).max(1) * NR;
     let panels_a = m.div_ceil(MR);
-    let mut pa = vec![0f32; panels_a * MR * kc_full];
+    // Packing writes every slot the tiles read (`scratch` says why no zero fill).
+    let mut pa = super::scratch::take(panels_a * MR * kc_full);
     for block in 0..blocks {
         let p0 = block * kc_full;
         let kc = kc_full.min(k - p0);
@@ -91,6 +92,7 @@ pub unsafe fn sgemm(
             }
         });
     }
+    super::scratch::give(pa);
 }
 
 /// The output pointer, shared by the tasks: each writes only its own columns.

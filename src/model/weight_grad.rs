@@ -8,6 +8,7 @@
 use rayon::prelude::*;
 
 use super::kernels::{column_sums, gemm, MatRef};
+use super::scratch;
 use super::sgemm::{self, SendPtr, KC, MR, NR};
 
 /// Bytes of packed right-hand panels a block of columns keeps in a core's L2 cache.
@@ -107,11 +108,17 @@ fn packed_once(
     k: usize,
     operands: [Operand; 2],
 ) -> ([Vec<f32>; 2], Vec<f32>) {
-    // Zeros where an operand has no rows past `skip`. (Buffers reused between calls, and
-    // products left unfilled until their first tile, were faster alone but not in the
-    // training step: 965 against 954 ms medians at 512/16k.)
-    let mut grads = operands.map(|b| vec![0f32; g4 * b.n]);
     let mut sums = vec![0f32; g4];
+    // Every element of a product is written by its first tile, except for an operand with
+    // no rows past `skip` (zeros); so stale buffers, no zero fill, where it is written
+    // (`scratch` says why).
+    let mut grads = operands.map(|b| {
+        if b.skip < k {
+            scratch::take(g4 * b.n)
+        } else {
+            vec![0f32; g4 * b.n]
+        }
+    });
     if k == 0 {
         return (grads, sums);
     }
@@ -125,8 +132,9 @@ fn packed_once(
         .flat_map(|j| (0..operands[j].n.div_ceil(NR)).map(move |jp| (j, jp * NR)))
         .collect();
     let per_block_b = (B_BLOCK_BYTES / 4 / (NR * kc_full)).max(1);
-    let mut pa = vec![0f32; panels_a * MR * kc_full];
-    let mut pb = vec![0f32; panels_b.len() * NR * kc_full];
+    // Packing writes every slot it later reads.
+    let mut pa = scratch::take(panels_a * MR * kc_full);
+    let mut pb = scratch::take(panels_b.len() * NR * kc_full);
     let outs = grads.each_mut().map(|g| SendPtr(g.as_mut_ptr()));
     for block in 0..blocks {
         let p0 = block * kc_full;
@@ -189,6 +197,8 @@ fn packed_once(
                 }
             });
     }
+    scratch::give(pa);
+    scratch::give(pb);
     (grads, sums)
 }
 
