@@ -109,15 +109,13 @@ fn packed_once(
     operands: [Operand; 2],
 ) -> ([Vec<f32>; 2], Vec<f32>) {
     let mut sums = vec![0f32; g4];
-    // Every element of a product is written by its first tile, except for an operand with
-    // no rows past `skip` (zeros); so stale buffers, no zero fill, where it is written
-    // (`scratch` says why).
-    let mut grads = operands.map(|b| {
-        if b.skip < k {
-            scratch::take(g4 * b.n)
-        } else {
-            vec![0f32; g4 * b.n]
-        }
+    // Every element of a product is written by its first tile, before anything reads it,
+    // except for an operand with no rows past `skip` (zeros): so no zero fill by this thread
+    // where it is written (`scratch` says why). Their lengths are set once written.
+    let writes = operands.map(|b| b.skip < k);
+    let mut grads = operands.map(|b| match b.skip < k {
+        true => Vec::with_capacity(g4 * b.n),
+        false => vec![0f32; g4 * b.n],
     });
     if k == 0 {
         return (grads, sums);
@@ -199,6 +197,12 @@ fn packed_once(
     }
     scratch::give(pa);
     scratch::give(pb);
+    for (g, (b, written)) in grads.iter_mut().zip(operands.iter().zip(writes)) {
+        if written {
+            // SAFETY: the tiles above wrote all g4 x n elements (the capacity), see `writes`.
+            unsafe { g.set_len(g4 * b.n) };
+        }
+    }
     (grads, sums)
 }
 
