@@ -27,7 +27,8 @@ use crate::optim::Gradient;
 /// What one LSTM layer's backward pass needs from the forward pass.
 struct LayerTape {
     op: LstmLayerOp,
-    /// The input the layer read, `(T, B, I)`, after dropout.
+    /// The input the layer read, `(T, B, I)`, after dropout; empty above the first layer
+    /// when there was no dropout (it read the h sequence below: `layer_input`).
     x: Vec<f32>,
     /// `[h0 | c0]`, `(2, B, H)`.
     hc0: Vec<f32>,
@@ -179,8 +180,16 @@ impl CpuForward<'_> {
         for (k, tape) in self.decoder.iter().enumerate().rev() {
             // The decoder's last c is not used: its gradient is zero.
             d_hs.resize(d_hs.len() + tape.op.batch * tape.op.hidden, 0.0);
-            let (d_x, hc0) =
-                layer_backward(tape, &d_hs, &m.decoder.layers[k], "decoder", k, &mut grads)?;
+            let input = layer_input(&self.decoder, k, &tape.x, tape.op.steps * tape.op.batch);
+            let (d_x, hc0) = layer_backward(
+                tape,
+                input,
+                &d_hs,
+                &m.decoder.layers[k],
+                "decoder",
+                k,
+                &mut grads,
+            )?;
             d_init[k] = hc0;
             d_hs = d_x;
         }
@@ -197,8 +206,16 @@ impl CpuForward<'_> {
             let (dh0, dc0) = d_init[k].split_at(bh);
             add(&mut d_out[(t - 1) * bh..t * bh], dh0);
             d_out.extend_from_slice(dc0);
-            let (d_x, _) =
-                layer_backward(tape, &d_out, &m.encoder.layers[k], "encoder", k, &mut grads)?;
+            let input = layer_input(&self.encoder, k, &tape.x, t * tape.op.batch);
+            let (d_x, _) = layer_backward(
+                tape,
+                input,
+                &d_out,
+                &m.encoder.layers[k],
+                "encoder",
+                k,
+                &mut grads,
+            )?;
             d_above = Some(d_x);
         }
         let d_x = d_above.unwrap_or_default();
@@ -252,15 +269,23 @@ fn run_stack(
     let mut tapes: Vec<LayerTape> = Vec::with_capacity(layers.len());
     for (k, layer) in layers.iter().enumerate() {
         if let Some(below) = tapes.last() {
-            x = below.out[..steps * batch * below.op.hidden].to_vec();
-            in_mask = dropout.as_deref_mut().and_then(|d| d.mask(x.len()));
-            if let Some(m) = &in_mask {
-                multiply(&mut x, m);
-            }
+            // Without dropout the layer reads the h sequence below where it lies (a copy
+            // by this thread is a pass over it and leaves it in this core's cache).
+            let hs = &below.out[..steps * batch * below.op.hidden];
+            in_mask = dropout.as_deref_mut().and_then(|d| d.mask(hs.len()));
+            x = match &in_mask {
+                Some(m) => {
+                    let mut dropped = hs.to_vec();
+                    multiply(&mut dropped, m);
+                    dropped
+                }
+                None => Vec::new(),
+            };
         }
         let mut op = LstmLayerOp::new(steps, batch, layer.hidden(), mask.clone());
         op.initial_state_grad = init_grad;
-        let (out, act) = with_weights(layer, |w| op.forward(&x, w, &init[k]))?;
+        let input = layer_input(&tapes, k, &x, steps * batch);
+        let (out, act) = with_weights(layer, |w| op.forward(input, w, &init[k]))?;
         tapes.push(LayerTape {
             op,
             x: std::mem::take(&mut x),
@@ -273,10 +298,20 @@ fn run_stack(
     Ok(tapes)
 }
 
+/// What layer `k` of a stack read, given its own copy `x` (`rows` = steps x batch): `x`, or
+/// for a layer above the first with no copy (no dropout), the h sequence of the layer below.
+fn layer_input<'a>(below: &'a [LayerTape], k: usize, x: &'a [f32], rows: usize) -> &'a [f32] {
+    match k.checked_sub(1).map(|j| &below[j]) {
+        Some(under) if x.is_empty() => &under.out[..rows * under.op.hidden],
+        _ => x,
+    }
+}
+
 /// One layer's backward pass: its weight gradients go into `grads` under PyTorch's names;
 /// returns the gradient of its input (through its dropout mask) and of `[h0 | c0]`.
 fn layer_backward(
     tape: &LayerTape,
+    input: &[f32],
     d_out: &[f32],
     layer: &LstmLayer,
     side: &str,
@@ -285,7 +320,7 @@ fn layer_backward(
 ) -> Result<(Vec<f32>, Vec<f32>)> {
     let g = with_weights(layer, |w| {
         let op = &tape.op;
-        op.backward(&tape.x, w, &tape.hc0, &tape.out, &tape.act, d_out)
+        op.backward(input, w, &tape.hc0, &tape.out, &tape.act, d_out)
     })?;
     let d_b = Tensor::from_vec(g.b, layer.bias_ih.shape(), &Device::Cpu)?;
     grads.insert(
