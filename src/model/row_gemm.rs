@@ -131,70 +131,27 @@ pub unsafe fn sgemm_rows(
 mod tests {
     use super::*;
 
-    /// `a (m, k) . b (k, n)` by the definition, in f64.
-    fn naive(m: usize, n: usize, k: usize, a: MatRef, b: MatRef) -> Vec<f32> {
-        let at = |v: &MatRef, r: usize, c: usize| v.data[r * v.rs + c * v.cs] as f64;
-        (0..m * n)
-            .map(|i| {
-                let (r, c) = (i / n, i % n);
-                (0..k).map(|p| at(&a, r, p) * at(&b, p, c)).sum::<f64>() as f32
-            })
-            .collect()
-    }
-
     /// Rows short of a tile and of a task's share, columns short of a panel and wider than
-    /// one L2 block, several depth blocks, both layouts of each operand, `a` read in place and
-    /// packed (a stride of 512), writing and adding.
+    /// one L2 block, several depth blocks, `a` read in place and packed (a stride of 512).
     #[test]
     fn matches_naive_at_every_edge() {
         if !sgemm::available() {
             eprintln!("skipped: this CPU has no AVX-512F");
             return;
         }
-        for &(m, n, k) in &[
+        let shapes = [
             (13, 40, 64),
             (101, 517, 300),
             (50, 2000, 600),
             (97, 33, 1100),
             (30, 64, 512),
-        ] {
-            let val = |len: usize, s: f32| -> Vec<f32> {
-                (0..len).map(|i| (i as f32 * s).sin()).collect()
-            };
-            let (a, b) = (val(m * k, 0.37), val(k * n, 0.11));
-            for (a_view, b_view) in [
-                (MatRef::rows(&a, k), MatRef::rows(&b, n)),
-                (MatRef::transposed(&a, m), MatRef::transposed(&b, k)),
-            ] {
-                let want = naive(m, n, k, a_view, b_view);
-                let mut c = vec![f32::NAN; m * n];
-                // SAFETY: available() above; c is (m, n) and separate; the views fit.
-                unsafe { sgemm_rows(m, n, k, c.as_mut_ptr(), false, a_view, b_view) };
-                let mut twice = c.clone();
-                // SAFETY: as above.
-                unsafe { sgemm_rows(m, n, k, twice.as_mut_ptr(), true, a_view, b_view) };
-                let close = |g: f32, w: f32| (g - w).abs() <= 1e-4 * (1.0 + w.abs());
-                for (i, w) in want.iter().enumerate() {
-                    assert!(close(c[i], *w), "({m}, {n}, {k}) at {i}: {} vs {w}", c[i]);
-                    assert!(close(twice[i], 2.0 * w), "({m}, {n}, {k}) adding, at {i}");
-                }
-            }
-        }
-        // No depth: zeros, or c as it was.
-        let (a, b) = (vec![0f32; 0], vec![0f32; 0]);
+        ];
+        sgemm::tests::matches_naive(sgemm_rows, &shapes);
+        // No depth: zeros.
         let mut c = vec![f32::NAN; 60 * 40];
-        // SAFETY: as above.
-        unsafe {
-            sgemm_rows(
-                60,
-                40,
-                0,
-                c.as_mut_ptr(),
-                false,
-                MatRef::rows(&a, 0),
-                MatRef::rows(&b, 40),
-            )
-        };
+        let (a, b) = (MatRef::rows(&[], 0), MatRef::rows(&[], 40));
+        // SAFETY: available() above; c is (60, 40); empty operands fit a depth of 0.
+        unsafe { sgemm_rows(60, 40, 0, c.as_mut_ptr(), false, a, b) };
         assert!(c.iter().all(|&v| v == 0.0));
     }
 }

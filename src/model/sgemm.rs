@@ -372,7 +372,7 @@ mod avx512 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// `a (m, k) . b (k, n)` by the definition, in f64.
@@ -386,20 +386,13 @@ mod tests {
             .collect()
     }
 
-    /// Every tile edge (rows short of 12, columns short of 32), several depth blocks, task
-    /// blocks of b, both layouts of each operand, writing and accumulating.
-    #[test]
-    fn matches_naive_at_every_edge() {
-        if !available() {
-            eprintln!("skipped: this CPU has no AVX-512F");
-            return;
-        }
-        for &(m, n, k) in &[
-            (24, 96, 64),
-            (25, 130, 70),
-            (37, 1000, 1100),
-            (30, 7000, 100),
-        ] {
+    /// A product with `sgemm`'s contract, `(m, n, k, c, accumulate, a, b)`.
+    pub type Product = unsafe fn(usize, usize, usize, *mut f32, bool, MatRef, MatRef);
+
+    /// `product` against the definition for each `(m, n, k)`, both layouts of each operand,
+    /// writing and then adding.
+    pub fn matches_naive(product: Product, shapes: &[(usize, usize, usize)]) {
+        for &(m, n, k) in shapes {
             let val = |len: usize, s: f32| -> Vec<f32> {
                 (0..len).map(|i| (i as f32 * s).sin()).collect()
             };
@@ -410,20 +403,35 @@ mod tests {
             ] {
                 let want = naive(m, n, k, a_view, b_view);
                 let mut c = vec![f32::NAN; m * n];
-                // SAFETY: available() above; c is (m, n) and separate; the views fit.
-                unsafe { sgemm(m, n, k, c.as_mut_ptr(), false, a_view, b_view) };
+                // SAFETY: the callers checked available(); c is (m, n) and separate; the views
+                // fit.
+                unsafe { product(m, n, k, c.as_mut_ptr(), false, a_view, b_view) };
                 let mut twice = c.clone();
                 // SAFETY: as above.
-                unsafe { sgemm(m, n, k, twice.as_mut_ptr(), true, a_view, b_view) };
+                unsafe { product(m, n, k, twice.as_mut_ptr(), true, a_view, b_view) };
+                let close = |g: f32, w: f32| (g - w).abs() <= 1e-4 * (1.0 + w.abs());
                 for (i, w) in want.iter().enumerate() {
-                    let close = |g: f32, w: f32| (g - w).abs() <= 1e-4 * (1.0 + w.abs());
                     assert!(close(c[i], *w), "({m}, {n}, {k}) at {i}: {} vs {w}", c[i]);
-                    assert!(
-                        close(twice[i], 2.0 * w),
-                        "({m}, {n}, {k}) accumulate at {i}"
-                    );
+                    assert!(close(twice[i], 2.0 * w), "({m}, {n}, {k}) adding, at {i}");
                 }
             }
         }
+    }
+
+    /// Every tile edge (rows short of 12, columns short of 32), several depth blocks, task
+    /// blocks of b.
+    #[test]
+    fn matches_naive_at_every_edge() {
+        if !available() {
+            eprintln!("skipped: this CPU has no AVX-512F");
+            return;
+        }
+        let shapes = [
+            (24, 96, 64),
+            (25, 130, 70),
+            (37, 1000, 1100),
+            (30, 7000, 100),
+        ];
+        matches_naive(sgemm, &shapes);
     }
 }
