@@ -90,6 +90,11 @@ unsafe fn gemm_raw(
         super::sgemm::sgemm(m, n, k, dst, accumulate, a, b);
         return;
     }
+    if super::row_gemm::suits(m, n, k, a) {
+        // The output layer's dW and dh: a tall `a` read in place against a narrow `b`.
+        super::row_gemm::sgemm_rows(m, n, k, dst, accumulate, a, b);
+        return;
+    }
     let threads = candle_core::utils::get_num_threads();
     let parallelism = if threads > 1 && m * n * k >= 64 * 64 * 64 {
         gemm::Parallelism::Rayon(threads)

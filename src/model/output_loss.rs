@@ -11,7 +11,6 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::kernels::{cpu_f32, gemm_new, MatRef};
-use super::row_gemm;
 use super::vexp::exp_in_place;
 
 /// `hidden (N, H)`, `weight (V, H)`, `bias (V)` -> `[loss, nll]` `(2)`, summed over the rows
@@ -119,10 +118,10 @@ impl OutputLoss {
         for block in &blocks {
             db.iter_mut().zip(&block.2).for_each(|(d, a)| *d += a);
         }
-        // dW = dxᵀ . h straight into W's layout (with the gemm crate's AVX-512 kernels this is
-        // 27.4 ms against 28.5-32 for hᵀ . dx and a transpose).
-        let dw = row_gemm::product(v, hd, n, MatRef::transposed(&x, v), MatRef::rows(h, hd));
-        let dh = row_gemm::product(n, hd, v, MatRef::rows(&x, v), MatRef::rows(w, hd));
+        // dW = dxᵀ . h straight into W's layout (27.4 ms against 28.5-32 for hᵀ . dx and a
+        // transpose, with the gemm crate); both products run on `row_gemm`.
+        let dw = gemm_new(v, hd, n, MatRef::transposed(&x, v), MatRef::rows(h, hd));
+        let dh = gemm_new(n, hd, v, MatRef::rows(&x, v), MatRef::rows(w, hd));
         Pass {
             loss,
             nll,

@@ -1,6 +1,6 @@
 //! A matrix product whose threads share nothing they write: `c (m, n) = [c +] a (m, k) .
 //! b (k, n)` for a tall `a` against a narrow `b` (n in the hundreds): the output layer's
-//! gradients `d logitsᵀ . h` (dW) and `d logits . W` (dh).
+//! gradients `d logitsᵀ . h` (dW) and `d logits . W` (dh), where `kernels::gemm` picks it.
 //!
 //! Each thread owns a block of `c`'s rows and packs its own copy of `b`'s panels (a block
 //! of them sized to stay in its core's L2 cache); whole panels of `a` are read where they
@@ -14,7 +14,7 @@
 
 use rayon::prelude::*;
 
-use super::kernels::{gemm_new, MatRef};
+use super::kernels::MatRef;
 use super::sgemm::{self, pack_a, pack_b, tile, tile_in_place, SendPtr, KC, MR, NR};
 
 /// Bytes of packed `b` a thread keeps in its L2 cache (1 MiB a core on the machines measured).
@@ -23,29 +23,24 @@ const B_BLOCK_BYTES: usize = 640 * 1024;
 const MIN_KC: usize = 128;
 
 /// Whether `sgemm_rows` runs here (AVX-512F) and pays: enough rows for every thread, `b`
-/// no wider than a few L2 blocks.
-pub fn suits(m: usize, n: usize, k: usize) -> bool {
-    sgemm::available() && m >= 4 * MR * rayon::current_num_threads() && n <= 2048 && k >= 64
+/// no wider than a few L2 blocks, and `a` read in place (packed, the gemm crate was faster).
+pub fn suits(m: usize, n: usize, k: usize, a: MatRef) -> bool {
+    sgemm::available()
+        && m >= 4 * MR * rayon::current_num_threads()
+        && n <= 2048
+        && k >= 64
+        && reads_in_place(a)
 }
 
-/// `a (m, k) . b (k, n)` as a new row-major `(m, n)` vector: `sgemm_rows` where it
-/// `suits`, else the gemm crate.
-pub fn product(m: usize, n: usize, k: usize, a: MatRef, b: MatRef) -> Vec<f32> {
-    if !suits(m, n, k) {
-        return gemm_new(m, n, k, a, b);
+/// Whether whole panels of `a` are read where they lie: one stride is 1 and the other does
+/// not put its 12 rows (or depth steps) on a few L1 sets (a stride of 2 KiB or a multiple of
+/// it: d gates . W_ih at 512, 4H = 2048 floats a row, ran 5 % slower in place than packed).
+/// Packing them took ~8 % of dh and dW at 512/16k.
+fn reads_in_place(a: MatRef) -> bool {
+    match (a.rs, a.cs) {
+        (1, stride) | (stride, 1) => stride % 512 != 0,
+        _ => false,
     }
-    assert!(
-        a.fits(m, k) && b.fits(k, n),
-        "row_gemm: operand out of bounds"
-    );
-    let mut out = Vec::with_capacity(m * n);
-    // SAFETY: suits() checked AVX-512F, the assert the operands; the buffer has room for m *
-    // n floats, which a product without accumulate writes (k >= 64) before `set_len`.
-    unsafe {
-        sgemm_rows(m, n, k, out.as_mut_ptr(), false, a, b);
-        out.set_len(m * n);
-    }
-    out
 }
 
 /// `c (m, n, row-major) = [c +] a (m, k) . b (k, n)`, each thread its own block of rows.
@@ -72,14 +67,7 @@ pub unsafe fn sgemm_rows(
         return;
     }
     let c = SendPtr(c);
-    // Panels of `a` are read where they lie when one stride is 1 and the other does not put
-    // its 12 rows (or depth steps) on a few L1 sets (a stride of 2 KiB or a multiple of it:
-    // d gates . W_ih at 512, 4H = 2048 floats a row, ran 5 % slower in place than packed).
-    // Packing them took ~8 % of dh and dW at 512/16k.
-    let reads_in_place = match (a.rs, a.cs) {
-        (1, stride) | (stride, 1) => stride % 512 != 0,
-        _ => false,
-    };
+    let in_place_a = reads_in_place(a);
     // Depth blocks shallow enough that all of b's columns fit the L2 share at once (each
     // panel of a is then packed once), but no deeper than a panel of a that stays in L1.
     let width = n.div_ceil(NR) * NR;
@@ -107,7 +95,7 @@ pub unsafe fn sgemm_rows(
                 for q in panels.clone() {
                     // Whole panels of `a` are read where they lie; the last, short one is
                     // packed with zero rows.
-                    let in_place = (q + 1) * MR <= m && reads_in_place;
+                    let in_place = (q + 1) * MR <= m && in_place_a;
                     if !in_place {
                         pack_a(a, m, q * MR, p0, kc, &mut pa[..MR * kc]);
                     }

@@ -203,10 +203,10 @@ pub(super) unsafe fn tile_in_place(
     let run = |c: *mut f32, ldc: usize, acc: bool| {
         #[cfg(target_arch = "x86_64")]
         if a.cs == 1 {
-            avx512::tile12x32_rows(kc, from, (a.rs, 1), bp.as_ptr(), c, ldc, acc);
+            avx512::tile12x32_rows(kc, from, a.rs, bp.as_ptr(), c, ldc, acc);
         } else {
             assert_eq!(a.rs, 1, "tile_in_place: a has no unit stride");
-            avx512::tile12x32_depth(kc, from, (1, a.cs), bp.as_ptr(), c, ldc, acc);
+            avx512::tile12x32_depth(kc, from, a.cs, bp.as_ptr(), c, ldc, acc);
         }
         #[cfg(not(target_arch = "x86_64"))]
         unreachable!("sgemm::tile_in_place without AVX-512 ({from:?}, {c:?}, {ldc}, {acc})");
@@ -253,7 +253,7 @@ unsafe fn tile_edges(
 /// Safety: as `avx512::tile12x32`.
 unsafe fn kernel(kc: usize, ap: &[f32], bp: &[f32], c: *mut f32, ldc: usize, acc: bool) {
     #[cfg(target_arch = "x86_64")]
-    avx512::tile12x32(kc, ap.as_ptr(), (1, MR), bp.as_ptr(), c, ldc, acc);
+    avx512::tile12x32(kc, ap.as_ptr(), MR, bp.as_ptr(), c, ldc, acc);
     #[cfg(not(target_arch = "x86_64"))]
     unreachable!(
         "sgemm::kernel without AVX-512 ({kc}, {}, {}, {c:?}, {ldc}, {acc})",
@@ -269,23 +269,22 @@ mod avx512 {
 
     /// Defines a 12 x 32 register tile `c[12 x 32] (+)= a (12, kc) . bp (kc, 32)` (the
     /// accumulators as named locals) that reads element (r, p) of `a` at `a + r * rs + p *
-    /// cs`, with `$strides` mapping the arguments to the strides it is built for, so that
-    /// constant ones compile into the addressing.
+    /// cs`, where `$strides` maps the `stride` argument to `(rs, cs)`, so that the constant
+    /// one compiles into the addressing.
     macro_rules! tile_fn {
         ($(#[$doc:meta])* $name:ident, $strides:expr) => {
             $(#[$doc])*
             #[target_feature(enable = "avx512f")]
-            #[allow(clippy::too_many_arguments)]
             pub unsafe fn $name(
                 kc: usize,
                 ap: *const f32,
-                (rs, cs): (usize, usize),
+                stride: usize,
                 bp: *const f32,
                 c: *mut f32,
                 ldc: usize,
                 acc: bool,
             ) {
-                let (rs, cs): (usize, usize) = ($strides)(rs, cs);
+                let (rs, cs): (usize, usize) = ($strides)(stride);
                 let z = _mm512_setzero_ps();
                 let (mut c00, mut c01, mut c10, mut c11, mut c20, mut c21) = (z, z, z, z, z, z);
                 let (mut c30, mut c31, mut c40, mut c41, mut c50, mut c51) = (z, z, z, z, z, z);
@@ -346,28 +345,28 @@ mod avx512 {
     }
 
     tile_fn!(
-        /// A packed panel of `a`, `(kc, 12)` (strides (1, 12)).
+        /// A packed panel of `a`, `(kc, 12)` (strides (1, 12); `stride` unused).
         ///
         /// Safety: AVX-512F; `ap` holds `kc * 12`, `bp` `kc * 32` floats, `c` 12 rows of 32
         /// at stride `ldc`.
         tile12x32,
-        |_, _| (1, MR)
+        |_| (1, MR)
     );
     tile_fn!(
-        /// 12 rows of a row-major `a` read in place (strides (rs, 1)).
+        /// 12 rows of a row-major `a` read in place (strides (`stride`, 1)).
         ///
         /// Safety: AVX-512F; `ap` reaches 12 rows of `kc` at stride `rs`, `bp` `kc * 32`
         /// floats, `c` 12 rows of 32 at stride `ldc`.
         tile12x32_rows,
-        |rs, _| (rs, 1)
+        |rs| (rs, 1)
     );
     tile_fn!(
-        /// 12 adjacent columns of a row-major `aᵀ` read in place (strides (1, cs)).
+        /// 12 adjacent columns of a row-major `aᵀ` read in place (strides (1, `stride`)).
         ///
         /// Safety: AVX-512F; `ap` reaches `kc` rows of 12 at stride `cs`, `bp` `kc * 32`
         /// floats, `c` 12 rows of 32 at stride `ldc`.
         tile12x32_depth,
-        |_, cs| (1, cs)
+        |cs| (1, cs)
     );
 }
 

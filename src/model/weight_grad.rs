@@ -112,7 +112,6 @@ fn packed_once(
     // Every element of a product is written by its first tile, before anything reads it,
     // except for an operand with no rows past `skip` (zeros): so no zero fill by this thread
     // where it is written (`scratch` says why). Their lengths are set once written.
-    let writes = operands.map(|b| b.skip < k);
     let mut grads = operands.map(|b| match b.skip < k {
         true => Vec::with_capacity(g4 * b.n),
         false => vec![0f32; g4 * b.n],
@@ -197,9 +196,9 @@ fn packed_once(
     }
     scratch::give(pa);
     scratch::give(pb);
-    for (g, (b, written)) in grads.iter_mut().zip(operands.iter().zip(writes)) {
-        if written {
-            // SAFETY: the tiles above wrote all g4 x n elements (the capacity), see `writes`.
+    for (g, b) in grads.iter_mut().zip(&operands) {
+        if b.skip < k {
+            // SAFETY: the tiles above wrote all g4 x n elements (the capacity), see above.
             unsafe { g.set_len(g4 * b.n) };
         }
     }
