@@ -3,9 +3,8 @@
 //! sums of `dG`. Two gemm-crate products each packed all of `dG` (10 MB a layer at 512) by
 //! reading it along a stride of 4H; here it is packed once, row by row in order, for both
 //! products, and summed into `db` while it is read. The products then run `sgemm`'s
-//! AVX-512 register tile over blocks of the packed operands sized for each core's caches.
-
-use rayon::prelude::*;
+//! AVX-512 register tile over blocks of the packed operands sized for each core's caches,
+//! each pool thread its own rows of the products from start to end (`per_thread`).
 
 use super::kernels::{column_sums, gemm, MatRef};
 use super::scratch;
@@ -58,7 +57,7 @@ pub fn weight_grads(
         );
     }
     if sgemm::available() && g4 > 0 {
-        packed_once(d_gates, g4, k, operands)
+        per_thread(d_gates, g4, k, operands)
     } else {
         per_product(d_gates, g4, k, operands)
     }
@@ -91,18 +90,17 @@ fn per_product(
     (grads, column_sums(d_gates, g4))
 }
 
-/// One task's share: a range of `dG`'s column panels (rows of the products), its packed
-/// copy and its column sums.
-struct Share<'a> {
-    q0: usize,
-    packed: &'a mut [f32],
-    sums: &'a mut [f32],
-}
-
-/// The AVX-512 way (see the module). Depth in blocks of up to `KC` rows; per block, every
-/// right-hand panel is packed (shared), then each task packs its panels of `dG` and runs
-/// them against blocks of right-hand panels that stay in its L2 cache.
-fn packed_once(
+/// The AVX-512 way (see the module). Every pool thread takes a fixed share of `dG`'s column
+/// panels (the products' rows) and works through the whole depth alone: per depth block of
+/// up to `KC` rows it packs its panels of `dG`, and per block of right-hand panels sized for
+/// its L2 cache, its own copy of them, then runs its panels of `dG` over them.
+///
+/// Nothing one thread writes is written by the other, then or in the next call: with the
+/// host running the two cores on different dies, the shared packed right-hand panels and
+/// shares handed out by work stealing cost 27.5-28.0 ms a layer at 512 against 26.0-26.5
+/// this way (the same, 25.6-25.9, with the cores on one die), though each thread now packs
+/// all of the right-hand panels.
+fn per_thread(
     d_gates: &[f32],
     g4: usize,
     k: usize,
@@ -129,73 +127,63 @@ fn packed_once(
         .flat_map(|j| (0..operands[j].n.div_ceil(NR)).map(move |jp| (j, jp * NR)))
         .collect();
     let per_block_b = (B_BLOCK_BYTES / 4 / (NR * kc_full)).max(1);
-    // Packing writes every slot it later reads.
-    let mut pa = scratch::take(panels_a * MR * kc_full);
-    let mut pb = scratch::take(panels_b.len() * NR * kc_full);
     let outs = grads.each_mut().map(|g| SendPtr(g.as_mut_ptr()));
-    for block in 0..blocks {
-        let p0 = block * kc_full;
-        let kc = kc_full.min(k - p0);
-        pb.par_chunks_mut(NR * kc_full)
-            .zip(&panels_b)
-            .for_each(|(panel, &(j, j0))| pack_b(&operands[j], p0, kc, j0, panel));
-        let pb = &pb;
-        let shares = pa
-            .chunks_mut(per_task * MR * kc_full)
-            .zip(sums.chunks_mut(per_task * MR))
-            .enumerate()
-            .map(|(t, (packed, sums))| Share {
-                q0: t * per_task,
-                packed,
-                sums,
-            });
-        shares
-            .collect::<Vec<_>>()
-            .into_par_iter()
-            .for_each(|share| {
-                let panels = share.packed.len() / (MR * kc_full);
-                pack_a_rows(
-                    d_gates,
-                    g4,
-                    (p0, kc, kc_full),
-                    share.q0,
-                    share.packed,
-                    share.sums,
-                );
-                for (cb, cols) in panels_b.chunks(per_block_b).enumerate() {
-                    for q in 0..panels {
-                        let ap = &share.packed[q * MR * kc_full..][..MR * kc];
-                        for (g, &(j, j0)) in cols.iter().enumerate() {
-                            let b = &operands[j];
-                            // Rows before `skip` are zero: start past them.
-                            let lo = b.skip.saturating_sub(p0).min(kc);
-                            if lo == kc {
-                                continue;
-                            }
-                            // The block holding row `skip` writes; later blocks add.
-                            let acc = block > b.skip / kc_full;
-                            let bp = &pb[(cb * per_block_b + g) * NR * kc_full..][..NR * kc];
-                            let at = ((share.q0 + q) * MR, j0);
-                            // SAFETY: sgemm::available() (the caller checked); each task writes
-                            // only its own rows of each product, which nothing else reads now.
-                            unsafe {
-                                sgemm::tile(
-                                    kc - lo,
-                                    &ap[lo * MR..],
-                                    &bp[lo * NR..],
-                                    outs[j].get(),
-                                    (g4, b.n),
-                                    at,
-                                    acc,
-                                )
-                            };
+    let sums_at = SendPtr(sums.as_mut_ptr());
+    rayon::broadcast(|ctx| {
+        let t = ctx.index();
+        let q0 = t * per_task;
+        if q0 >= panels_a {
+            return;
+        }
+        let panels = per_task.min(panels_a - q0);
+        let n_sums = (panels * MR).min(g4 - q0 * MR);
+        // SAFETY: the threads' ranges of `sums` are disjoint, and nothing else touches it
+        // until the broadcast returns.
+        let my_sums = unsafe { std::slice::from_raw_parts_mut(sums_at.get().add(q0 * MR), n_sums) };
+        // Packing writes every slot it later reads. From this thread's own pool.
+        let mut pa = scratch::take(panels * MR * kc_full);
+        let mut pb = scratch::take(per_block_b * NR * kc_full);
+        for block in 0..blocks {
+            let p0 = block * kc_full;
+            let kc = kc_full.min(k - p0);
+            pack_a_rows(d_gates, g4, (p0, kc, kc_full), q0, &mut pa, my_sums);
+            for cols in panels_b.chunks(per_block_b) {
+                for (panel, &(j, j0)) in pb.chunks_mut(NR * kc_full).zip(cols) {
+                    pack_b(&operands[j], p0, kc, j0, panel);
+                }
+                for q in 0..panels {
+                    let ap = &pa[q * MR * kc_full..][..MR * kc];
+                    for (g, &(j, j0)) in cols.iter().enumerate() {
+                        let b = &operands[j];
+                        // Rows before `skip` are zero: start past them.
+                        let lo = b.skip.saturating_sub(p0).min(kc);
+                        if lo == kc {
+                            continue;
                         }
+                        // The block holding row `skip` writes; later blocks add.
+                        let acc = block > b.skip / kc_full;
+                        let bp = &pb[g * NR * kc_full..][..NR * kc];
+                        let at = ((q0 + q) * MR, j0);
+                        // SAFETY: sgemm::available() (the caller checked); each thread writes
+                        // only its own rows of each product, which nothing else reads now.
+                        unsafe {
+                            sgemm::tile(
+                                kc - lo,
+                                &ap[lo * MR..],
+                                &bp[lo * NR..],
+                                outs[j].get(),
+                                (g4, b.n),
+                                at,
+                                acc,
+                            )
+                        };
                     }
                 }
-            });
-    }
-    scratch::give(pa);
-    scratch::give(pb);
+            }
+        }
+        scratch::give(pa);
+        scratch::give(pb);
+    });
     for (g, b) in grads.iter_mut().zip(&operands) {
         if b.skip < k {
             // SAFETY: the tiles above wrote all g4 x n elements (the capacity), see above.
@@ -305,7 +293,7 @@ mod tests {
             let close = |g: f32, w: f32| (g - w).abs() <= 1e-4 * (1.0 + w.abs());
             let mut ways = vec![("per product", per_product(&dg, g4, k, ops))];
             if sgemm::available() {
-                ways.push(("packed once", packed_once(&dg, g4, k, ops)));
+                ways.push(("per thread", per_thread(&dg, g4, k, ops)));
             }
             for (way, (grads, sums)) in ways {
                 for (j, (g, w)) in grads.iter().zip(&want).enumerate() {
