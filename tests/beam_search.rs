@@ -277,16 +277,31 @@ fn beam_recovers_what_greedy_misses() {
     assert!((beam[0][0].log_prob - (0.4f32 * 0.99).ln()).abs() < 1e-5);
 }
 
+/// Also when the batch is large enough to be split between threads (every thread then
+/// searches its own share): each sentence's result, in the sources' order.
 #[test]
 fn sentences_decoded_together_match_decoded_alone() {
     let s = HashScorer::new(6);
-    let sources: Vec<Vec<u32>> = vec![vec![3], vec![4, 5, 6, 7], vec![8, 9], vec![3, 3, 3]];
-    let refs: Vec<&[u32]> = sources.iter().map(|v| v.as_slice()).collect();
+    let few: Vec<Vec<u32>> = vec![vec![3], vec![4, 5, 6, 7], vec![8, 9], vec![3, 3, 3]];
+    // 3 beams x 50 sentences: enough rows to split between 2 threads.
+    let many: Vec<Vec<u32>> = (0..50u32)
+        .map(|i| (0..1 + i % 4).map(|j| 3 + (i * 7 + j * 3) % 9).collect())
+        .collect();
     let c = cfg(3, 1.0);
-    let together = beam_search(&s, &refs, &c, BOS, EOS).unwrap();
-    for (i, src) in sources.iter().enumerate() {
-        let alone = beam_search(&s, &[src.as_slice()], &c, BOS, EOS).unwrap();
-        assert_eq!(alone[0], together[i], "sentence {i}");
+    for threads in [1, 2, 3] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        for sources in [&few, &many] {
+            let refs: Vec<&[u32]> = sources.iter().map(|v| v.as_slice()).collect();
+            let together = pool.install(|| beam_search(&s, &refs, &c, BOS, EOS).unwrap());
+            assert_eq!(together.len(), sources.len());
+            for (i, src) in sources.iter().enumerate() {
+                let alone = beam_search(&s, &[src.as_slice()], &c, BOS, EOS).unwrap();
+                assert_eq!(alone[0], together[i], "{threads} threads, sentence {i}");
+            }
+        }
     }
 }
 
