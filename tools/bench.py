@@ -82,7 +82,7 @@ def last_json(path):
 def core_to_core(path):
     """The round trip (ns) of a cache line between two threads just now: ~60-80 ns while the
     VM's two cores share a die, ~310-360 ns while they sit on different dies (the 512-unit
-    training step of nmt is ~5-6 % slower then; PyTorch's moved by up to ~10 %, either way)."""
+    training step of nmt is ~4-5 % slower then; PyTorch's moved by up to ~10 %, either way)."""
     run([NMT, "bench", "core-to-core", "--steps", "5", "--json", path])
     return last_json(path)["result"]["round_trip_ns_median"]
 
@@ -169,7 +169,7 @@ def main():
               "runs, so a ratio near its target can fall on either side from one run to the next. One cause is "
               "measured: the host moves the VM's two cores between sharing a die (a cache line's round trip "
               "between two threads ~60-80 ns, `nmt bench core-to-core`) and sitting on different dies "
-              "(~310-360 ns) every few tens of seconds; there the 4-layer 512-unit step of nmt is ~5-6 % slower "
+              "(~310-360 ns) every few tens of seconds; there the 4-layer 512-unit step of nmt is ~4-5 % slower "
               "and PyTorch's moved by up to ~10 %, either way. The last column gives the round trip measured just before each run.", "",
               "Where nmt's training step goes (medians over the same runs, ms; see docs/performance-profile.md):", "",
               "| configuration | step | forward (incl. the output layer's gradients) | backward | update |",
