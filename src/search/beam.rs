@@ -1,7 +1,8 @@
 //! Batched beam search with a shrinking beam: a hypothesis that emits EOS moves to its
 //! sentence's finished list and the beam narrows by one, so beam 1 is exactly greedy and
 //! every sentence ends with up to K finished hypotheses. Open hypotheses of all sentences are
-//! flattened into one batch of rows for the scorer.
+//! flattened into one batch of rows for the scorer; a batch large enough is first split into
+//! one share of sentences per thread, each its own batch (`beam_search`).
 
 use rayon::prelude::*;
 
