@@ -5,11 +5,12 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{self, write_text_atomic};
+use crate::atomic_file::write_text_atomic;
+use crate::checkpoint;
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::model::params::param_count;
-use crate::train::log::METRICS_FILE;
+use crate::run_log::METRICS_FILE;
 
 pub const RUN_INFO_FILE: &str = "run_info.json";
 pub const CARD_FILE: &str = "README.md";

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
 
+use crate::atomic_file::{write_atomic, write_text_atomic};
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::model::{params, Seq2Seq};
@@ -23,42 +24,6 @@ pub struct Loaded {
     pub model: Seq2Seq,
     pub src_tok: SubwordTokenizer,
     pub tgt_tok: SubwordTokenizer,
-}
-
-/// Writes `path` atomically: `write` fills a temporary file beside it, which is synced and
-/// renamed over `path` only when complete.
-pub fn write_atomic(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-    let result = write(&tmp).and_then(|()| {
-        let f = std::fs::File::open(&tmp).map_err(|e| Error::write(&tmp, e))?;
-        f.sync_all().map_err(|e| Error::write(&tmp, e))?;
-        std::fs::rename(&tmp, path).map_err(|e| Error::write(path, e))?;
-        if let Some(dir) = path.parent() {
-            // Persist the rename itself.
-            if let Ok(d) = std::fs::File::open(if dir.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                dir
-            }) {
-                let _ = d.sync_all();
-            }
-        }
-        Ok(())
-    });
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
-
-/// Writes a text file atomically.
-pub fn write_text_atomic(path: &Path, text: &str) -> Result<()> {
-    write_atomic(path, |tmp| {
-        let mut f = std::fs::File::create(tmp).map_err(|e| Error::write(tmp, e))?;
-        f.write_all(text.as_bytes())
-            .map_err(|e| Error::write(tmp, e))
-    })
 }
 
 /// Saves the weights and config.json into `dir`.

@@ -88,6 +88,27 @@ pub enum OptimizerKind {
     Adam,
 }
 
+impl OptimizerKind {
+    /// The learning rate used when none is given: the paper's 0.7 for SGD, 0.002 for Adam.
+    pub fn default_lr(self) -> f64 {
+        match self {
+            OptimizerKind::Sgd => 0.7,
+            OptimizerKind::Adam => 0.002,
+        }
+    }
+
+    /// The schedule used when none is given: the paper's halving for SGD; for Adam a
+    /// constant rate, or halving on plateaus when every epoch is validated (as in the depth
+    /// sweep, whose stopping rule needs those validations anyway).
+    pub fn default_schedule(self, validated_every_epoch: bool) -> Schedule {
+        match self {
+            OptimizerKind::Sgd => Schedule::Paper,
+            OptimizerKind::Adam if validated_every_epoch => Schedule::Plateau,
+            OptimizerKind::Adam => Schedule::Constant,
+        }
+    }
+}
+
 /// How the learning rate moves during training.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]

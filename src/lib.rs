@@ -10,6 +10,7 @@
 //!   --> text;  metrics: BLEU (sacrebleu 13a), perplexity
 //! ```
 
+pub mod atomic_file;
 pub mod bench;
 pub mod card;
 pub mod checkpoint;
@@ -19,16 +20,20 @@ pub mod core_latency;
 pub mod data;
 pub mod device;
 pub mod error;
+pub mod evaluation;
 pub mod experiment;
 pub mod hub;
 pub mod inference;
+pub mod kernels;
 pub mod loss;
 pub mod metrics;
 pub mod model;
 pub mod optim;
 pub mod plot;
 pub mod rng;
+pub mod run_log;
 pub mod search;
+pub mod tensor_data;
 pub mod tokenizer;
 pub mod train;
 

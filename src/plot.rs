@@ -8,7 +8,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::train::log::METRICS_FILE;
+use crate::run_log::METRICS_FILE;
 
 /// One curve: (step, value) points.
 type Curve = Vec<(f64, f64)>;

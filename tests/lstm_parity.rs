@@ -5,8 +5,9 @@ mod common;
 
 use candle_core::{Device, Tensor, Var};
 use common::{rand_tensor, rel_err, small_cfg, trainable_model};
+use nmt::data::batch::StepMask;
 use nmt::data::batch::{Batch, Example};
-use nmt::model::lstm::{LstmLayer, LstmPath, StepMask};
+use nmt::model::lstm::{LstmLayer, LstmPath};
 use nmt::rng::Rng;
 
 const TOL: f32 = 2e-5;
@@ -21,7 +22,7 @@ struct Case {
 
 fn layer_case(case: &Case, seed: u64) {
     // Buffers the op reuses are NaN until written: an element left unwritten shows.
-    nmt::model::scratch::poison();
+    nmt::kernels::scratch::poison();
     let mut rng = Rng::new(seed);
     let dev = Device::Cpu;
     let var = |rng: &mut Rng, shape: &[usize], s: f32| {

@@ -1,11 +1,13 @@
 //! Batches of similar-length pairs under a token budget, laid out time-major for the model.
 
+use std::sync::Arc;
+
 use candle_core::{Device, Tensor};
 
 use crate::config::ModelConfig;
 use crate::error::Result;
-use crate::model::lstm::StepMask;
 use crate::rng::Rng;
+use crate::tokenizer::SubwordTokenizer;
 
 /// One sentence pair as subword ids, without BOS/EOS.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,6 +138,52 @@ pub fn token_batches(
         r.shuffle(&mut batches);
     }
     batches
+}
+
+/// Which steps of a batch are real tokens. Padding steps leave the state unchanged, so a
+/// sentence's final state is the same alone or beside longer sentences.
+#[derive(Debug, Clone)]
+pub struct StepMask {
+    /// `(T * B)` flags, 1.0 real / 0.0 padding, for the fused op.
+    pub flags: Arc<[f32]>,
+    /// The same flags as a `(T, B, 1)` tensor for the reference path.
+    pub tensor: Tensor,
+}
+
+impl StepMask {
+    /// `flags` is time-major: `flags[t * batch + b]`.
+    pub fn new(flags: Vec<f32>, steps: usize, batch: usize, device: &Device) -> Result<Self> {
+        let tensor = Tensor::from_slice(&flags, (steps, batch, 1), device)?;
+        Ok(StepMask {
+            flags: flags.into(),
+            tensor,
+        })
+    }
+}
+
+/// Subword ids of each pair; pairs with an empty side or longer than `max_len` are dropped.
+/// Returns the examples and how many pairs were dropped.
+pub fn encode_pairs(
+    src: &[String],
+    tgt: &[String],
+    src_tok: &SubwordTokenizer,
+    tgt_tok: &SubwordTokenizer,
+    max_len: usize,
+) -> Result<(Vec<Example>, usize)> {
+    let mut out = Vec::with_capacity(src.len());
+    let mut dropped = 0;
+    for (s, t) in src.iter().zip(tgt) {
+        let e = Example {
+            src: src_tok.encode(s.trim())?,
+            tgt: tgt_tok.encode(t.trim())?,
+        };
+        if e.src.is_empty() || e.tgt.is_empty() || e.src.len() > max_len || e.tgt.len() > max_len {
+            dropped += 1;
+        } else {
+            out.push(e);
+        }
+    }
+    Ok((out, dropped))
 }
 
 #[cfg(test)]

@@ -8,198 +8,21 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use candle_core::Device;
-use serde::{Deserialize, Serialize};
 
+use super::depth_plot;
 use super::results::{self, Evaluation};
+use super::sweep::{
+    depth_dir, progress, DepthSpec, Settings, SweepEnd, HYP_FILE, SETTINGS_FILE, TOKENIZER_FILE,
+};
+use crate::atomic_file;
 use crate::checkpoint;
-use crate::config::{ModelConfig, OptimizerKind, Schedule, SearchConfig, TrainConfig};
+use crate::config::{ModelConfig, SearchConfig, TrainConfig};
 use crate::data::corpus::read_parallel;
 use crate::error::{Error, Result};
-use crate::inference::{teacher_forced_nll, Translator};
-use crate::metrics::{perplexity, Bleu, Chrf};
+use crate::evaluation;
+use crate::inference::Translator;
 use crate::tokenizer::SubwordTokenizer;
-use crate::train::{self, encode_pairs, state, StopReason, TrainSpec};
-
-/// DIR/experiment.json: the settings every depth shares.
-pub const SETTINGS_FILE: &str = "experiment.json";
-/// DIR/tokenizer.json: the joint BPE tokenizer of every depth.
-pub const TOKENIZER_FILE: &str = "tokenizer.json";
-/// DIR/depth-N/test.hyp: the test translations of depth N's best model.
-pub const HYP_FILE: &str = "test.hyp";
-
-/// Parallel files of a sweep.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SweepFiles {
-    pub train: (PathBuf, PathBuf),
-    pub valid: (PathBuf, PathBuf),
-    pub test: (PathBuf, PathBuf),
-}
-
-/// What every depth shares, kept in DIR/experiment.json; running the command again must
-/// give the same (only the epoch cap may change).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Settings {
-    /// The preset the defaults came from (multi30k or smoke).
-    pub preset: String,
-    pub files: SweepFiles,
-    /// Size of the joint BPE vocabulary (one tokenizer for both sides).
-    pub vocab_size: usize,
-    pub emb: usize,
-    pub hidden: usize,
-    /// Training options of every depth; `epochs` is the cap on epochs per depth.
-    pub train: TrainConfig,
-    /// Beam width of the test translations.
-    pub beam: usize,
-}
-
-/// Named sets of defaults for `nmt experiment depth`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Preset {
-    /// Multi30k: depths 1-4, hidden/emb 256, joint BPE 8000, Adam 0.002 halved on plateaus,
-    /// dropout 0.2, forget-gate bias 1, clip 5; stop after 3 epochs without a better
-    /// validation perplexity or at 20 epochs; beam 5.
-    Multi30k,
-    /// A tiny sweep on corpora/toy (depths 1-2, hidden 32, batches of 400 tokens, 4 epochs)
-    /// that runs in seconds.
-    Smoke,
-}
-
-/// The values a preset stands for; the files come from elsewhere.
-pub struct PresetValues {
-    pub depths: Vec<usize>,
-    pub vocab_size: usize,
-    pub emb: usize,
-    pub hidden: usize,
-    pub train: TrainConfig,
-    pub beam: usize,
-}
-
-impl Preset {
-    pub fn name(self) -> &'static str {
-        match self {
-            Preset::Multi30k => "multi30k",
-            Preset::Smoke => "smoke",
-        }
-    }
-
-    pub fn values(self) -> PresetValues {
-        let train = TrainConfig {
-            optimizer: OptimizerKind::Adam,
-            schedule: Schedule::Plateau,
-            plateau_patience: 1,
-            clip_norm: 5.0,
-            forget_bias: 1.0,
-            valid_every: 0,
-            keep_last: 1,
-            ..TrainConfig::default()
-        };
-        match self {
-            Preset::Multi30k => PresetValues {
-                depths: vec![1, 2, 3, 4],
-                vocab_size: 8000,
-                emb: 256,
-                hidden: 256,
-                train: TrainConfig {
-                    lr: 0.002,
-                    dropout: 0.2,
-                    epochs: 20,
-                    patience: 3,
-                    log_every: 100,
-                    ..train
-                },
-                beam: 5,
-            },
-            Preset::Smoke => PresetValues {
-                depths: vec![1, 2],
-                vocab_size: 300,
-                emb: 32,
-                hidden: 32,
-                train: TrainConfig {
-                    lr: 0.01,
-                    batch_tokens: 400,
-                    epochs: 4,
-                    patience: 2,
-                    log_every: 10,
-                    ..train
-                },
-                beam: 5,
-            },
-        }
-    }
-}
-
-/// Everything `nmt experiment depth` was asked to do.
-#[derive(Debug, Clone)]
-pub struct DepthSpec {
-    pub settings: Settings,
-    /// LSTM layers of each model, e.g. [1, 2, 3, 4].
-    pub depths: Vec<usize>,
-    pub out: PathBuf,
-    /// Print a line per epoch and evaluation on stderr (and the trainer's progress bar).
-    pub progress: bool,
-    /// The command line, for the run cards and results.json.
-    pub command: String,
-}
-
-/// How a sweep call ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SweepEnd {
-    /// Every depth has stopped (early stopping or the epoch cap) and is evaluated.
-    Finished,
-    /// The interrupt flag was raised; everything done so far is saved and reported.
-    Interrupted,
-}
-
-/// The run folder of depth `layers`.
-pub fn depth_dir(out: &Path, layers: usize) -> PathBuf {
-    out.join(format!("depth-{layers}"))
-}
-
-/// Where a depth stands, from its newest checkpoint.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Progress {
-    /// Whole epochs done.
-    pub epochs: usize,
-    /// Validations since the best one (early stopping counts these).
-    pub since_best: usize,
-    pub best_step: usize,
-    pub train_secs: f64,
-    pub target_tokens: usize,
-}
-
-/// The progress of the run in `dir` (None before its first checkpoint).
-pub fn progress(dir: &Path) -> Result<Option<Progress>> {
-    let Some((_, last)) = state::list(dir)?.pop() else {
-        return Ok(None);
-    };
-    let st = state::read_state(&last)?;
-    Ok(Some(Progress {
-        epochs: st.epoch,
-        since_best: st.validation.since_best,
-        best_step: st.validation.best_step,
-        train_secs: st.train_secs,
-        target_tokens: st.target_tokens,
-    }))
-}
-
-impl Settings {
-    /// True when a depth at `p` has stopped: patience used up or the epoch cap reached.
-    pub fn stopped(&self, p: &Progress) -> bool {
-        self.status(Some(p)) != "training"
-    }
-
-    /// Where a depth stands, in words for the results table: not started, training,
-    /// converged (patience used up) or epoch cap.
-    pub fn status(&self, p: Option<&Progress>) -> &'static str {
-        let tc = &self.train;
-        match p {
-            None => "not started",
-            Some(p) if tc.patience > 0 && p.since_best >= tc.patience => "converged",
-            Some(p) if p.epochs >= tc.epochs => "epoch cap",
-            Some(_) => "training",
-        }
-    }
-}
+use crate::train::{self, StopReason, TrainSpec};
 
 /// Flattened `key = value` pairs of a JSON value, for naming what differs.
 fn leaves(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, String)>) {
@@ -260,7 +83,7 @@ fn prepare(spec: &DepthSpec) -> Result<()> {
     }
     let text =
         serde_json::to_string_pretty(&spec.settings).map_err(|e| Error::Config(e.to_string()))?;
-    checkpoint::write_text_atomic(&file, &text)
+    atomic_file::write_text_atomic(&file, &text)
 }
 
 /// The sweep's joint tokenizer: DIR/tokenizer.json, trained on both training sides once.
@@ -269,7 +92,7 @@ fn tokenizer(spec: &DepthSpec) -> Result<PathBuf> {
     if !path.is_file() {
         let (src, tgt) = read_parallel(&spec.settings.files.train.0, &spec.settings.files.train.1)?;
         let tok = SubwordTokenizer::train(src.iter().chain(&tgt), spec.settings.vocab_size)?;
-        checkpoint::write_atomic(&path, |tmp| tok.save(tmp))?;
+        atomic_file::write_atomic(&path, |tmp| tok.save(tmp))?;
     }
     Ok(path)
 }
@@ -386,7 +209,7 @@ pub fn run(spec: &DepthSpec, device: &Device, interrupt: &AtomicBool) -> Result<
             }
             if interrupt.load(Ordering::SeqCst) {
                 // No test evaluation after Ctrl-C: the user is waiting for the exit.
-                results::write_all(spec)?;
+                write_results(spec)?;
                 return Ok(SweepEnd::Interrupted);
             }
             say(format!(
@@ -406,7 +229,7 @@ pub fn run(spec: &DepthSpec, device: &Device, interrupt: &AtomicBool) -> Result<
             })?;
             if summary.reason == StopReason::Interrupted {
                 // No test evaluation after Ctrl-C: the user is waiting for the exit.
-                results::write_all(spec)?;
+                write_results(spec)?;
                 return Ok(SweepEnd::Interrupted);
             }
             // A finished call must have reached `target` epochs or stopped the depth.
@@ -416,20 +239,20 @@ pub fn run(spec: &DepthSpec, device: &Device, interrupt: &AtomicBool) -> Result<
                     "depth {d} did not reach epoch {target} ({:?}); see {}",
                     summary.reason,
                     depth_dir(&spec.out, d)
-                        .join(crate::train::log::LOG_FILE)
+                        .join(crate::run_log::LOG_FILE)
                         .display()
                 )));
             }
         }
-        report(spec, device, &tok, &say)?;
+        report(spec, device, &say)?;
     }
-    report(spec, device, &tok, &say)?;
+    report(spec, device, &say)?;
     Ok(SweepEnd::Finished)
 }
 
 /// Evaluates the best model of every depth whose best checkpoint changed, then rewrites
 /// the results files.
-fn report(spec: &DepthSpec, device: &Device, tok: &Path, say: &dyn Fn(String)) -> Result<()> {
+fn report(spec: &DepthSpec, device: &Device, say: &dyn Fn(String)) -> Result<()> {
     for &d in &spec.depths {
         let dir = depth_dir(&spec.out, d);
         let Some(p) = progress(&dir)? else { continue };
@@ -438,43 +261,40 @@ fn report(spec: &DepthSpec, device: &Device, tok: &Path, say: &dyn Fn(String)) -
         {
             continue;
         }
-        let e = evaluate(&dir, &spec.settings, p.best_step, tok, device)?;
+        let e = evaluate(&dir, &spec.settings, p.best_step, device)?;
         say(format!(
             "depth {d}: best model (step {}) test perplexity {:.2}, BLEU {:.2}, chrF2 {:.2}",
             e.best_step, e.test_ppl, e.test_bleu, e.test_chrf
         ));
         results::write_evaluation(&dir, &e)?;
     }
-    results::write_all(spec)
+    write_results(spec)
 }
 
 /// Test perplexity (teacher forced), BLEU and chrF (beam search) of the model in `dir`.
-fn evaluate(
-    dir: &Path,
-    s: &Settings,
-    best_step: usize,
-    tok: &Path,
-    device: &Device,
-) -> Result<Evaluation> {
+fn evaluate(dir: &Path, s: &Settings, best_step: usize, device: &Device) -> Result<Evaluation> {
     let loaded = checkpoint::load(dir, device)?;
-    let tok = SubwordTokenizer::from_file(tok)?;
     let (src, refs) = read_parallel(&s.files.test.0, &s.files.test.1)?;
-    let (examples, _) = encode_pairs(&src, &refs, &tok, &tok, usize::MAX)?;
-    let (nll, n) = teacher_forced_nll(&loaded.model, &examples, s.train.batch_tokens, device)?;
     let search = SearchConfig {
         beam: s.beam,
         ..SearchConfig::default()
     };
-    let hyps =
-        Translator::new(vec![(dir.display().to_string(), loaded)], search)?.translate(&src)?;
-    let mut text = hyps.join("\n");
+    let t = Translator::new(vec![(dir.display().to_string(), loaded)], search)?;
+    let scores = evaluation::evaluate(&t, &src, &refs, s.train.batch_tokens)?;
+    let mut text = scores.hyps.join("\n");
     text.push('\n');
-    checkpoint::write_text_atomic(&dir.join(HYP_FILE), &text)?;
+    atomic_file::write_text_atomic(&dir.join(HYP_FILE), &text)?;
     Ok(Evaluation {
         best_step,
         beam: s.beam,
-        test_ppl: perplexity(nll, n),
-        test_bleu: Bleu::corpus(&hyps, &refs).score,
-        test_chrf: Chrf::corpus(&hyps, &refs).score,
+        test_ppl: scores.perplexity,
+        test_bleu: scores.bleu.score,
+        test_chrf: scores.chrf.score,
     })
+}
+
+/// Collects every depth into results.json and results.md, and draws the plots.
+fn write_results(spec: &DepthSpec) -> Result<()> {
+    let r = results::write_all(spec)?;
+    depth_plot::write_plots(&r, &spec.out)
 }

@@ -171,3 +171,18 @@ pub fn draw(r: &Results, out: &Path) -> Result<()> {
         ))),
     }
 }
+
+/// Draws `depth.svg` and `depth.png` into `out` once any depth has a validation.
+pub fn write_plots(r: &Results, out: &Path) -> Result<()> {
+    if r.depths.iter().any(|d| !d.valid_curve.is_empty()) {
+        for ext in ["svg", "png"] {
+            // Drawn beside the final name (plotters picks the format by extension), then
+            // renamed over it, so a reader never sees half a picture.
+            let tmp = out.join(format!(".depth-tmp.{ext}"));
+            let path = out.join(format!("depth.{ext}"));
+            draw(r, &tmp)?;
+            std::fs::rename(&tmp, &path).map_err(|e| Error::write(&path, e))?;
+        }
+    }
+    Ok(())
+}

@@ -4,3 +4,4 @@
 pub mod depth;
 pub mod depth_plot;
 pub mod results;
+pub mod sweep;

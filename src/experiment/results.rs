@@ -6,13 +6,13 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::depth::{depth_dir, progress, DepthSpec, Settings};
-use super::depth_plot;
+use super::sweep::{depth_dir, progress, DepthSpec, Settings};
+use crate::atomic_file;
 use crate::checkpoint;
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::model::params;
-use crate::train::log::METRICS_FILE;
+use crate::run_log::METRICS_FILE;
 
 /// DIR/depth-N/evaluation.json: the test scores of depth N's best model.
 pub const EVALUATION_FILE: &str = "evaluation.json";
@@ -37,7 +37,7 @@ pub fn read_evaluation(dir: &Path) -> Option<Evaluation> {
 
 pub fn write_evaluation(dir: &Path, e: &Evaluation) -> Result<()> {
     let text = serde_json::to_string_pretty(e).map_err(|e| Error::Config(e.to_string()))?;
-    checkpoint::write_text_atomic(&dir.join(EVALUATION_FILE), &text)
+    atomic_file::write_text_atomic(&dir.join(EVALUATION_FILE), &text)
 }
 
 /// One row of the results.
@@ -219,8 +219,8 @@ pub fn markdown(r: &Results) -> String {
     md
 }
 
-/// Collects every depth and writes results.json, results.md and the plots.
-pub fn write_all(spec: &DepthSpec) -> Result<()> {
+/// Collects every depth and writes results.json and results.md.
+pub fn write_all(spec: &DepthSpec) -> Result<Results> {
     let depths = spec
         .depths
         .iter()
@@ -234,17 +234,7 @@ pub fn write_all(spec: &DepthSpec) -> Result<()> {
         depths,
     };
     let json = serde_json::to_string_pretty(&r).map_err(|e| Error::Config(e.to_string()))?;
-    checkpoint::write_text_atomic(&spec.out.join("results.json"), &json)?;
-    checkpoint::write_text_atomic(&spec.out.join("results.md"), &markdown(&r))?;
-    if r.depths.iter().any(|d| !d.valid_curve.is_empty()) {
-        for ext in ["svg", "png"] {
-            // Drawn beside the final name (plotters picks the format by extension), then
-            // renamed over it, so a reader never sees half a picture.
-            let tmp = spec.out.join(format!(".depth-tmp.{ext}"));
-            let path = spec.out.join(format!("depth.{ext}"));
-            depth_plot::draw(&r, &tmp)?;
-            std::fs::rename(&tmp, &path).map_err(|e| Error::write(&path, e))?;
-        }
-    }
-    Ok(())
+    atomic_file::write_text_atomic(&spec.out.join("results.json"), &json)?;
+    atomic_file::write_text_atomic(&spec.out.join("results.md"), &markdown(&r))?;
+    Ok(r)
 }

@@ -2,35 +2,23 @@
 //! (reversed) source; its final (h, c) of layer k starts decoder layer k; N-layer LSTM over
 //! the shifted target; a linear projection to the target vocabulary.
 
-pub mod cpu_step;
+pub mod decode_step;
 pub mod dropout;
-pub mod isa;
-pub mod kernels;
 pub mod lstm;
-pub mod lstm_op;
-pub mod output_loss;
-pub mod packed;
 pub mod params;
-pub mod row_gemm;
-pub mod rowdot;
-pub mod scorer;
-pub mod scratch;
-pub mod sgemm;
-pub mod step;
-pub mod vexp;
-pub mod weight_grad;
+pub mod train_step;
 
 use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor};
 
 use crate::config::ModelConfig;
-use crate::data::batch::Batch;
+use crate::data::batch::{Batch, StepMask};
 use crate::error::{Error, Result};
+use crate::loss::output_layer::output_loss;
 use crate::loss::{masked_nll, smoothed_nll_sums};
 use dropout::Dropout;
-use lstm::{LstmLayer, LstmPath, LstmState, StackedLstm, StepMask};
-use output_loss::output_loss;
+use lstm::{LstmLayer, LstmPath, LstmState, StackedLstm};
 
 /// The whole network. Weights are shared `Tensor`s: when they come from training `Var`s,
 /// optimizer updates are seen here without rebuilding.
@@ -230,7 +218,7 @@ impl Seq2Seq {
     }
 
     /// (Smoothed loss sum, NLL sum) of decoder outputs `top (T * B, H)` as Candle ops:
-    /// projection, then cross-entropy (every device; the reference for `output_loss`).
+    /// projection, then cross-entropy (every device; the reference for `loss::output_layer`).
     fn graph_loss(&self, top: &Tensor, batch: &Batch, smoothing: f64) -> Result<(Tensor, Tensor)> {
         smoothed_nll_sums(
             &self.project(top)?,

@@ -6,7 +6,7 @@ use candle_core::{CpuStorage, InplaceOp1, InplaceOp2, InplaceOp3, Layout, Tensor
 use rayon::prelude::*;
 
 use crate::error::Result;
-use crate::model::kernels::storage_f32;
+use crate::tensor_data::storage_f32;
 
 /// Elements per parallel task.
 const CHUNK: usize = 1 << 14;

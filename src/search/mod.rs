@@ -43,7 +43,7 @@ pub fn log_softmax_rows(logits: &mut [f32], vocab: usize) {
     use rayon::prelude::*;
     logits.par_chunks_mut(vocab).for_each(|row| {
         let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let sum = crate::model::vexp::sum_exp(row, max);
+        let sum = crate::kernels::vexp::sum_exp(row, max);
         let log_z = max + sum.ln();
         for x in row.iter_mut() {
             *x -= log_z;

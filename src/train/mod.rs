@@ -1,7 +1,6 @@
 //! Training a model from parallel text: tokenizers, batches, teacher-forced updates with
 //! dropout and label smoothing, validation, checkpoints, exact resume and early stopping.
 
-pub mod log;
 pub mod schedule;
 pub mod state;
 mod trainer;
@@ -12,17 +11,18 @@ use std::sync::atomic::AtomicBool;
 
 use candle_core::{Device, Tensor, Var};
 
+use crate::atomic_file;
 use crate::card::{self, DataFile, RunInfo};
 use crate::checkpoint;
 use crate::config::{ModelConfig, TrainConfig};
-use crate::data::batch::Example;
+use crate::data::batch::{encode_pairs, Example};
 use crate::data::corpus::read_parallel;
 use crate::error::{Error, Result};
 use crate::model::{params, Seq2Seq};
 use crate::optim::Optimizer;
 use crate::rng::Rng;
+use crate::run_log::{self, RunLog};
 use crate::tokenizer::SubwordTokenizer;
-use log::RunLog;
 use schedule::Validation;
 use state::TrainerState;
 
@@ -82,31 +82,6 @@ pub struct TrainSummary {
     pub skipped_updates: usize,
 }
 
-/// Subword ids of each pair; pairs with an empty side or longer than `max_len` are dropped.
-/// Returns the examples and how many pairs were dropped.
-pub fn encode_pairs(
-    src: &[String],
-    tgt: &[String],
-    src_tok: &SubwordTokenizer,
-    tgt_tok: &SubwordTokenizer,
-    max_len: usize,
-) -> Result<(Vec<Example>, usize)> {
-    let mut out = Vec::with_capacity(src.len());
-    let mut dropped = 0;
-    for (s, t) in src.iter().zip(tgt) {
-        let e = Example {
-            src: src_tok.encode(s.trim())?,
-            tgt: tgt_tok.encode(t.trim())?,
-        };
-        if e.src.is_empty() || e.tgt.is_empty() || e.src.len() > max_len || e.tgt.len() > max_len {
-            dropped += 1;
-        } else {
-            out.push(e);
-        }
-    }
-    Ok((out, dropped))
-}
-
 /// Files a run writes at the top of its folder.
 const RUN_FILES: [&str; 10] = [
     card::RUN_INFO_FILE,
@@ -117,8 +92,8 @@ const RUN_FILES: [&str; 10] = [
     checkpoint::SRC_TOKENIZER_FILE,
     checkpoint::TGT_TOKENIZER_FILE,
     "train_config.toml",
-    log::METRICS_FILE,
-    log::LOG_FILE,
+    run_log::METRICS_FILE,
+    run_log::LOG_FILE,
 ];
 
 /// Makes `out` ready for a new run: refuses to replace a run unless asked to, and with
@@ -254,7 +229,7 @@ pub fn run(spec: &TrainSpec, device: &Device, interrupt: &AtomicBool) -> Result<
         }),
         None => None,
     };
-    checkpoint::write_text_atomic(&spec.out.join("train_config.toml"), &spec.config_toml)?;
+    atomic_file::write_text_atomic(&spec.out.join("train_config.toml"), &spec.config_toml)?;
 
     let (tensors, optim_tensors, state) = match &resume_from {
         Some(path) => {

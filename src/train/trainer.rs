@@ -178,7 +178,7 @@ impl Run<'_> {
             1.0 / n as f64
         };
         let (nll, report) = if self.device.is_cpu() {
-            // Our own backward pass over the fused ops (model::cpu_step).
+            // Our own backward pass over the fused ops (model::train_step).
             let fwd = self.model.forward_cpu(
                 &batch,
                 use_dropout.then_some(&mut dropout),

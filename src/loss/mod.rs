@@ -2,11 +2,13 @@
 //! the target and the label-smoothing term run fused in one custom op (rows in parallel, no
 //! (N, V) temporaries but the gradient); elsewhere the same math runs as plain Candle ops.
 
+pub mod output_layer;
+
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor, D};
 use rayon::prelude::*;
 
 use crate::error::Result;
-use crate::model::kernels::{cpu_f32, storage_f32};
+use crate::tensor_data::{cpu_f32, storage_f32};
 
 /// `logits (N, V)`, `targets (N)` u32, `mask (N)` f32 (1 real, 0 padding) -> the negative
 /// log-likelihood of each position, `(N)`, zero on padding.

@@ -1,14 +1,19 @@
 //! LSTM layers with PyTorch's tensor names and gate order (i, f, g, o), and the stacked
-//! wrapper. On the CPU each layer runs as one fused op (`lstm_op`); `LstmPath::Reference`
-//! runs the same math with plain Candle ops (the GPU path, and the oracle the tests
-//! compare the fused op with).
+//! wrapper. On the CPU each layer runs as one fused op (`fused_layer`, wrapped for Candle by
+//! `candle_op`); `LstmPath::Reference` runs the same math with plain Candle ops
+//! (`reference`: the GPU path, and the oracle the tests compare the fused op with).
 
-use std::sync::Arc;
+mod candle_op;
+pub mod cell;
+pub mod fused_layer;
+mod reference;
+pub mod weights;
 
-use candle_core::{DType, Device, Tensor, D};
+use candle_core::{DType, Device, Tensor};
 
+use self::fused_layer::LstmLayerOp;
 use super::dropout::Dropout;
-use super::lstm_op::LstmLayerOp;
+use crate::data::batch::StepMask;
 use crate::error::Result;
 
 /// How a layer runs its time loop.
@@ -28,27 +33,6 @@ impl LstmPath {
         } else {
             LstmPath::Reference
         }
-    }
-}
-
-/// Which steps of a batch are real tokens. Padding steps leave the state unchanged, so a
-/// sentence's final state is the same alone or beside longer sentences.
-#[derive(Debug, Clone)]
-pub struct StepMask {
-    /// `(T * B)` flags, 1.0 real / 0.0 padding, for the fused op.
-    pub flags: Arc<[f32]>,
-    /// The same flags as a `(T, B, 1)` tensor for the reference path.
-    pub tensor: Tensor,
-}
-
-impl StepMask {
-    /// `flags` is time-major: `flags[t * batch + b]`.
-    pub fn new(flags: Vec<f32>, steps: usize, batch: usize, device: &Device) -> Result<Self> {
-        let tensor = Tensor::from_slice(&flags, (steps, batch, 1), device)?;
-        Ok(StepMask {
-            flags: flags.into(),
-            tensor,
-        })
     }
 }
 
@@ -144,45 +128,6 @@ impl LstmLayer {
         let hs = out.narrow(0, 0, t * b * h)?.reshape((t, b, h))?;
         let c_last = out.narrow(0, t * b * h, b * h)?.reshape((b, h))?;
         Ok((hs, c_last))
-    }
-
-    fn forward_reference(
-        &self,
-        xw: &Tensor,
-        h0: &Tensor,
-        c0: &Tensor,
-        mask: Option<&StepMask>,
-    ) -> Result<(Tensor, Tensor)> {
-        let (t_len, _, _) = xw.dims3()?;
-        let w_t = self.weight_hh.t()?;
-        let sigmoid =
-            |x: &Tensor| -> candle_core::Result<Tensor> { (x.neg()?.exp()? + 1.0)?.recip() };
-        let (mut h, mut c) = (h0.clone(), c0.clone());
-        let (mut hs, mut cs) = (Vec::with_capacity(t_len), Vec::with_capacity(t_len));
-        for t in 0..t_len {
-            let gates = (xw.get(t)? + h.matmul(&w_t)?)?;
-            let parts = gates.chunk(4, D::Minus1)?;
-            let i = sigmoid(&parts[0])?;
-            let f = sigmoid(&parts[1])?;
-            let g = parts[2].tanh()?;
-            let o = sigmoid(&parts[3])?;
-            let c_new = ((f * &c)? + (i * g)?)?;
-            let h_new = (o * c_new.tanh()?)?;
-            (h, c) = match mask {
-                Some(m) => {
-                    let keep = m.tensor.get(t)?; // (B, 1)
-                    let skip = (1.0 - &keep)?;
-                    (
-                        (h_new.broadcast_mul(&keep)? + h.broadcast_mul(&skip)?)?,
-                        (c_new.broadcast_mul(&keep)? + c.broadcast_mul(&skip)?)?,
-                    )
-                }
-                None => (h_new, c_new),
-            };
-            hs.push(h.clone());
-            cs.push(c.clone());
-        }
-        Ok((Tensor::stack(&hs, 0)?, Tensor::stack(&cs, 0)?))
     }
 }
 

@@ -1,14 +1,16 @@
 //! Using trained models: translating text with beam search (one model or an ensemble),
 //! forced decoding scores, and teacher-forced perplexity.
 
+pub mod scorer;
+
 use candle_core::Device;
 
+use self::scorer::ModelScorer;
 use crate::checkpoint::Loaded;
 use crate::config::SearchConfig;
 use crate::data::batch::{token_batches, Batch, Example};
 use crate::error::{Error, Result};
-use crate::model::scorer::ModelScorer;
-use crate::model::step::DecodeWeights;
+use crate::model::decode_step::DecodeWeights;
 use crate::model::Seq2Seq;
 use crate::search::beam::beam_search;
 use crate::search::ensemble::Ensemble;

@@ -3,11 +3,11 @@
 
 use candle_core::Tensor;
 
-use super::lstm::LstmState;
-use super::step::{DecodeWeights, StepState};
-use super::Seq2Seq;
 use crate::data::batch::encode_sources;
 use crate::error::{Error, Result};
+use crate::model::decode_step::{DecodeWeights, StepState};
+use crate::model::lstm::LstmState;
+use crate::model::Seq2Seq;
 use crate::search::{log_softmax_rows, Scorer};
 use crate::tokenizer::SubwordTokenizer;
 

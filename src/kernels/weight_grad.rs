@@ -6,9 +6,11 @@
 //! AVX-512 register tile over blocks of the packed operands sized for each core's caches,
 //! each pool thread its own rows of the products from start to end (`per_thread`).
 
-use super::kernels::{column_sums, gemm, MatRef};
+use super::column_sums::column_sums;
+use super::gemm::gemm;
+use super::matrix::MatRef;
 use super::scratch;
-use super::sgemm::{self, SendPtr, KC, MR, NR};
+use super::tile::{self, SendPtr, KC, MR, NR};
 
 /// Bytes of packed right-hand panels a block of columns keeps in a core's L2 cache.
 const B_BLOCK_BYTES: usize = 640 * 1024;
@@ -56,7 +58,7 @@ pub fn weight_grads(
             "weight_grads: an operand is not (K, n)"
         );
     }
-    if sgemm::available() && g4 > 0 {
+    if tile::available() && g4 > 0 {
         per_thread(d_gates, g4, k, operands)
     } else {
         per_product(d_gates, g4, k, operands)
@@ -164,10 +166,10 @@ fn per_thread(
                         let acc = block > b.skip / kc_full;
                         let bp = &pb[g * NR * kc_full..][..NR * kc];
                         let at = ((q0 + q) * MR, j0);
-                        // SAFETY: sgemm::available() (the caller checked); each thread writes
+                        // SAFETY: tile::available() (the caller checked); each thread writes
                         // only its own rows of each product, which nothing else reads now.
                         unsafe {
-                            sgemm::tile(
+                            tile::tile(
                                 kc - lo,
                                 &ap[lo * MR..],
                                 &bp[lo * NR..],
@@ -292,7 +294,7 @@ mod tests {
                 .collect();
             let close = |g: f32, w: f32| (g - w).abs() <= 1e-4 * (1.0 + w.abs());
             let mut ways = vec![("per product", per_product(&dg, g4, k, ops))];
-            if sgemm::available() {
+            if tile::available() {
                 ways.push(("per thread", per_thread(&dg, g4, k, ops)));
             }
             for (way, (grads, sums)) in ways {

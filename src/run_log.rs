@@ -72,6 +72,6 @@ impl RunLog {
         if !out.is_empty() {
             out.push('\n');
         }
-        crate::checkpoint::write_text_atomic(&path, &out)
+        crate::atomic_file::write_text_atomic(&path, &out)
     }
 }

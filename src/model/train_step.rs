@@ -1,5 +1,5 @@
 //! The CPU training step without Candle's autograd. The forward pass runs the same fused ops
-//! as `Seq2Seq::forward_train` (`lstm_op`, `output_loss`) on plain buffers and keeps what
+//! as `Seq2Seq::forward_train` (`lstm::fused_layer`, `loss::output_layer`) on plain buffers and keeps what
 //! their backward passes need; the backward pass walks the fixed encoder-decoder structure in
 //! reverse and produces each parameter's gradient once. Candle's backward would add every
 //! gradient into a fresh zero tensor and copy the LSTM weight blocks apart (about 18 ms of a
@@ -14,15 +14,16 @@ use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 
 use super::dropout::Dropout;
-use super::kernels::storage_f32;
+use super::lstm::fused_layer::{Activations, LstmLayerOp};
+use super::lstm::weights::Weights;
 use super::lstm::LstmLayer;
-use super::lstm_op::{Activations, LstmLayerOp, Weights};
-use super::output_loss::OutputLoss;
-use super::scratch;
 use super::Seq2Seq;
 use crate::data::batch::Batch;
 use crate::error::{Error, Result};
+use crate::kernels::scratch;
+use crate::loss::output_layer::OutputLoss;
 use crate::optim::Gradient;
+use crate::tensor_data::storage_f32;
 
 /// What one LSTM layer's backward pass needs from the forward pass.
 struct LayerTape {

@@ -6,12 +6,11 @@ use candle_core::{DType, Device, Tensor};
 
 use rayon::prelude::*;
 
-use super::kernels::lstm_cell;
+use super::lstm::cell::lstm_cell;
 use super::lstm::LstmState;
-use super::packed::PackedWt;
-use super::rowdot::matmul_wt;
 use super::Seq2Seq;
 use crate::error::Result;
+use crate::kernels::{matmul_wt, PackedWt};
 
 /// Rows from which a product uses the packed panels rather than `rowdot`.
 const PACKED_FROM_ROWS: usize = 6;

@@ -1,34 +1,17 @@
-//! A cache-blocked f32 matrix product for a narrow `a` against a wide `b`, with an AVX-512
-//! register tile: the output layer's logits, `h (N, H) . Wᵀ (H, V)` with V in the thousands.
-//! There the `gemm` crate reached 192-205 GFLOP/s on 2 threads and this 210-216 (512/16k).
-//!
-//! The layout is the usual one (Goto; BLIS) arranged for this shape: `a` is packed whole into
-//! panels of 12 rows (it is small), each task packs its own block of `b`'s columns into
-//! panels of 32 that stay in its core's L2 cache and runs every panel of `a` over them, and a
-//! 12 x 32 tile of `c` lives in 24 registers for the whole depth (up to 512), so `c` is
-//! written once.
+//! The 12 x 32 AVX-512 register tile and the packing around it, shared by the products that
+//! run it (`sgemm`, `row_gemm`, `weight_grad`): a tile of `c` lives in 24 registers for a
+//! whole depth block (up to `KC`), so `c` is written once per block.
 
-use rayon::prelude::*;
-
-use super::kernels::MatRef;
+use super::matrix::MatRef;
 
 /// Rows of a register tile: each step broadcasts one element of 12 rows of `a`.
-pub(super) const MR: usize = 12;
+pub(crate) const MR: usize = 12;
 /// Columns of a register tile: two 16-lane registers of `b`.
-pub(super) const NR: usize = 32;
+pub(crate) const NR: usize = 32;
 /// Deepest block: a panel of `a` (12 x 512 floats, 24 KiB) stays in L1.
-pub(super) const KC: usize = 512;
-/// Bytes of packed `b` per task block: most of a core's L2 (1 MiB on the machines measured).
-const B_BLOCK_BYTES: usize = 640 * 1024;
-
-/// Whether `sgemm` runs here (AVX-512F) and suits the shape: `b` many times wider than `a`
-/// is tall, so packing `a` whole is cheap, and enough work to spread over the threads.
-pub fn suits(m: usize, n: usize, k: usize) -> bool {
-    available() && m >= 2 * MR && n >= 4 * m && k >= 64
-}
-
+pub(crate) const KC: usize = 512;
 /// Whether this CPU runs the AVX-512 tile.
-pub(super) fn available() -> bool {
+pub(crate) fn available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         is_x86_feature_detected!("avx512f")
@@ -39,65 +22,9 @@ pub(super) fn available() -> bool {
     }
 }
 
-/// `c (m, n, row-major) = [c +] a (m, k) . b (k, n)`, blocks of `b`'s columns in parallel.
-///
-/// # Safety
-/// `available()`; `c` is valid for reads and writes of `m * n` floats and aliases
-/// neither `a` nor `b`; `a.fits(m, k)` and `b.fits(k, n)`.
-pub unsafe fn sgemm(
-    m: usize,
-    n: usize,
-    k: usize,
-    c: *mut f32,
-    accumulate: bool,
-    a: MatRef,
-    b: MatRef,
-) {
-    if m == 0 || n == 0 {
-        return;
-    }
-    let c = SendPtr(c);
-    let blocks = k.div_ceil(KC).max(1);
-    let kc_full = k.div_ceil(blocks);
-    // Columns per task block: a multiple of the tile width that fills the L2 share.
-    let nc = (B_BLOCK_BYTES / 4 / kc_full.max(1) / NR).max(1) * NR;
-    let panels_a = m.div_ceil(MR);
-    // Packing writes every slot the tiles read (`scratch` says why no zero fill).
-    let mut pa = super::scratch::take(panels_a * MR * kc_full);
-    for block in 0..blocks {
-        let p0 = block * kc_full;
-        let kc = kc_full.min(k - p0);
-        pa.par_chunks_mut(MR * kc_full)
-            .enumerate()
-            .for_each(|(q, panel)| pack_a(a, m, q * MR, p0, kc, panel));
-        // Later depth blocks add to what the first wrote.
-        let acc = accumulate || block > 0;
-        let pa = &pa;
-        // One buffer for b's block per worker, not per block: pack_b writes all of it (zeros
-        // past n), so a reused one needs no zero fill (50 blocks of 640 KiB a step at 16k).
-        let blocks_b = (0..n.div_ceil(nc)).into_par_iter();
-        blocks_b.for_each_init(Vec::new, |pb, jb| {
-            let j0 = jb * nc;
-            let panels_b = nc.min(n - j0).div_ceil(NR);
-            pb.resize(panels_b * NR * kc, 0.0);
-            for (jp, panel) in pb.chunks_mut(NR * kc).enumerate() {
-                pack_b(b, n, p0, kc, j0 + jp * NR, panel);
-            }
-            for q in 0..panels_a {
-                let ap = &pa[q * MR * kc_full..][..MR * kc];
-                for (jp, bp) in pb.chunks(NR * kc).enumerate() {
-                    // SAFETY: the caller's contract on c; tile stays inside (m, n).
-                    tile(kc, ap, bp, c.get(), (m, n), (q * MR, j0 + jp * NR), acc);
-                }
-            }
-        });
-    }
-    super::scratch::give(pa);
-}
-
 /// The output pointer, shared by the tasks: each writes only its own columns.
 #[derive(Clone, Copy)]
-pub(super) struct SendPtr(pub(super) *mut f32);
+pub(crate) struct SendPtr(pub(crate) *mut f32);
 // SAFETY: tasks write disjoint column blocks of `c` and nothing reads them meanwhile.
 unsafe impl Send for SendPtr {}
 // SAFETY: as above.
@@ -105,13 +32,13 @@ unsafe impl Sync for SendPtr {}
 
 impl SendPtr {
     /// The pointer (a method, so that closures capture the whole `SendPtr`).
-    pub(super) fn get(self) -> *mut f32 {
+    pub(crate) fn get(self) -> *mut f32 {
         self.0
     }
 }
 
 /// Rows `i0..i0 + 12` of `a`, depth `p0..p0 + kc`, as `(kc, 12)`; zeros past row `m`.
-pub(super) fn pack_a(a: MatRef, m: usize, i0: usize, p0: usize, kc: usize, out: &mut [f32]) {
+pub(crate) fn pack_a(a: MatRef, m: usize, i0: usize, p0: usize, kc: usize, out: &mut [f32]) {
     let rows = MR.min(m - i0);
     if a.rs == 1 {
         for p in 0..kc {
@@ -142,7 +69,7 @@ pub(super) fn pack_a(a: MatRef, m: usize, i0: usize, p0: usize, kc: usize, out: 
 }
 
 /// Columns `j0..j0 + 32` of `b`, depth `p0..p0 + kc`, as `(kc, 32)`; zeros past column `n`.
-pub(super) fn pack_b(b: MatRef, n: usize, p0: usize, kc: usize, j0: usize, out: &mut [f32]) {
+pub(crate) fn pack_b(b: MatRef, n: usize, p0: usize, kc: usize, j0: usize, out: &mut [f32]) {
     let cols = NR.min(n - j0);
     if b.cs == 1 {
         for p in 0..kc {
@@ -169,7 +96,7 @@ pub(super) fn pack_b(b: MatRef, n: usize, p0: usize, kc: usize, j0: usize, out: 
 /// One 12 x 32 tile of `c` at `(i0, j0)`, through a scratch tile where it crosses `m` or `n`.
 ///
 /// Safety: `c` is a row-major `(m, n)` matrix valid for reads and writes, AVX-512F present.
-pub(super) unsafe fn tile(
+pub(crate) unsafe fn tile(
     kc: usize,
     ap: &[f32],
     bp: &[f32],
@@ -188,7 +115,7 @@ pub(super) unsafe fn tile(
 ///
 /// Safety: as `tile`; `a.fits(i0 + 12, p0 + kc)`.
 #[allow(clippy::too_many_arguments)]
-pub(super) unsafe fn tile_in_place(
+pub(crate) unsafe fn tile_in_place(
     kc: usize,
     a: MatRef,
     p0: usize,
@@ -392,7 +319,7 @@ mod avx512 {
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// `a (m, k) . b (k, n)` by the definition, in f64.
@@ -436,22 +363,5 @@ pub(super) mod tests {
                 }
             }
         }
-    }
-
-    /// Every tile edge (rows short of 12, columns short of 32), several depth blocks, task
-    /// blocks of b.
-    #[test]
-    fn matches_naive_at_every_edge() {
-        if !available() {
-            eprintln!("skipped: this CPU has no AVX-512F");
-            return;
-        }
-        let shapes = [
-            (24, 96, 64),
-            (25, 130, 70),
-            (37, 1000, 1100),
-            (30, 7000, 100),
-        ];
-        matches_naive(sgemm, &shapes);
     }
 }

@@ -14,8 +14,8 @@
 
 use rayon::prelude::*;
 
-use super::kernels::MatRef;
-use super::sgemm::{self, pack_a, pack_b, tile, tile_in_place, SendPtr, KC, MR, NR};
+use super::matrix::MatRef;
+use super::tile::{self, pack_a, pack_b, tile, tile_in_place, SendPtr, KC, MR, NR};
 
 /// Bytes of packed `b` a thread keeps in its L2 cache (1 MiB a core on the machines measured).
 const B_BLOCK_BYTES: usize = 640 * 1024;
@@ -25,7 +25,7 @@ const MIN_KC: usize = 128;
 /// Whether `sgemm_rows` runs here (AVX-512F) and pays: enough rows for every thread, `b`
 /// no wider than a few L2 blocks, and `a` read in place (packed, the gemm crate was faster).
 pub fn suits(m: usize, n: usize, k: usize, a: MatRef) -> bool {
-    sgemm::available()
+    tile::available()
         && m >= 4 * MR * rayon::current_num_threads()
         && n <= 2048
         && k >= 64
@@ -46,7 +46,7 @@ fn reads_in_place(a: MatRef) -> bool {
 /// `c (m, n, row-major) = [c +] a (m, k) . b (k, n)`, each thread its own block of rows.
 ///
 /// # Safety
-/// `sgemm::available()`; `c` is valid for reads and writes of `m * n` floats and aliases
+/// `tile::available()`; `c` is valid for reads and writes of `m * n` floats and aliases
 /// neither `a` nor `b`; `a.fits(m, k)` and `b.fits(k, n)`.
 pub unsafe fn sgemm_rows(
     m: usize,
@@ -123,7 +123,7 @@ mod tests {
     /// one L2 block, several depth blocks, `a` read in place and packed (a stride of 512).
     #[test]
     fn matches_naive_at_every_edge() {
-        if !sgemm::available() {
+        if !tile::available() {
             eprintln!("skipped: this CPU has no AVX-512F");
             return;
         }
@@ -134,7 +134,7 @@ mod tests {
             (97, 33, 1100),
             (30, 64, 512),
         ];
-        sgemm::tests::matches_naive(sgemm_rows, &shapes);
+        tile::tests::matches_naive(sgemm_rows, &shapes);
         // No depth: zeros.
         let mut c = vec![f32::NAN; 60 * 40];
         let (a, b) = (MatRef::rows(&[], 0), MatRef::rows(&[], 40));

@@ -1,4 +1,4 @@
-//! The CPU training step (its own backward pass, `model::cpu_step`) against Candle's autograd
+//! The CPU training step (its own backward pass, `model::train_step`) against Candle's autograd
 //! over the reference graph: loss, NLL and every parameter's gradient must agree, with
 //! padded sources, dropout, label smoothing and a loss scale.
 
@@ -16,7 +16,7 @@ const TOL: f32 = 2e-5;
 #[test]
 fn cpu_step_matches_autograd() {
     // Buffers the step reuses are NaN until written: an element left unwritten shows.
-    nmt::model::scratch::poison();
+    nmt::kernels::scratch::poison();
     for (layers, seed, p, smoothing) in [(1, 21, 0.0, 0.0), (3, 22, 0.3, 0.1), (2, 23, 0.5, 0.0)] {
         let cfg = small_cfg(layers, 23, 8, 12);
         let (model, vars) = trainable_model(&cfg, seed);

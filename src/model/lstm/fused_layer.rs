@@ -1,24 +1,21 @@
-//! One LSTM layer as a single Candle custom op on the CPU: the whole time loop inside (one
+//! One LSTM layer on the CPU in a single call (the training step's LSTM; `candle_op` wraps it
+//! as a Candle custom op): the whole time loop inside (one
 //! packed product per step for [x_t | h_{t-1}] . [W_ih | W_hh]ᵀ, the gate arithmetic split
 //! over the batch rows on every core with vectorised activations), and
 //! a hand-written BPTT whose weight, bias and input gradients are whole-sequence gemms and
 //! sums. Nothing but the layer's h sequence and last c enters Candle's graph, so its backward
-//! pass builds no full-size temporaries for the gates. `lstm::LstmLayer` falls back to plain
-//! Candle ops elsewhere (GPU).
+//! pass builds no full-size temporaries for the gates. `LstmLayer` falls back to plain
+//! Candle ops elsewhere (`reference`, the GPU path).
 
 use std::cell::Cell;
 use std::sync::{Arc, Mutex};
 
-use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
-
 use rayon::prelude::*;
 
-use super::kernels::{cpu_f32, gemm_new, lstm_cell, storage_f32, MatRef};
-use super::packed::PackedWt;
-use super::rowdot::matmul_wt;
-use super::scratch;
-use super::vexp::tanh_in_place;
-use super::weight_grad::{weight_grads, Operand};
+use super::cell::lstm_cell;
+use super::weights::Weights;
+use crate::kernels::vexp::tanh_in_place;
+use crate::kernels::{gemm_new, matmul_wt, scratch, weight_grads, MatRef, Operand, PackedWt};
 
 thread_local! {
     /// The gate gradients of the last `backward` on this thread, kept for the next.
@@ -40,7 +37,7 @@ pub struct LstmLayerOp {
     /// Whether `backward` computes the gradient of `[h0 | c0]` (on unless turned off: the
     /// encoder's zero start needs none, and its h part costs one step's `dgates . W_hh`).
     pub initial_state_grad: bool,
-    saved: Mutex<Option<Activations>>,
+    pub(super) saved: Mutex<Option<Activations>>,
 }
 
 /// What the backward pass needs besides the inputs and the h sequence: `c (T, B, H)` and
@@ -59,88 +56,6 @@ pub struct LayerGrads {
     pub w_hh: Vec<f32>,
     pub b: Vec<f32>,
     pub hc0: Vec<f32>,
-}
-
-/// The op's weight layout, `[w_ih | w_hh | b]` `(4H, I + H + 1)`, from `w_ih (4H, I)`,
-/// `w_hh (4H, H)` and `b (4H)`: the gradient of the Candle op's weight input. (Only autograd
-/// over the op needs it, the reference the tests hold the CPU step to; training on the CPU
-/// takes the parts as they are.)
-fn weight_block(w_ih: &[f32], w_hh: &[f32], b: &[f32]) -> Vec<f32> {
-    let g4 = b.len();
-    let (input, h) = (w_ih.len() / g4.max(1), w_hh.len() / g4.max(1));
-    assert!(
-        w_ih.len() == g4 * input && w_hh.len() == g4 * h,
-        "weight_block: W_ih, W_hh and b do not share 4H rows"
-    );
-    let mut w = Vec::with_capacity(g4 * (input + h + 1));
-    for g in 0..g4 {
-        w.extend_from_slice(&w_ih[g * input..(g + 1) * input]);
-        w.extend_from_slice(&w_hh[g * h..(g + 1) * h]);
-        w.push(b[g]);
-    }
-    w
-}
-
-/// A layer's weights as the op reads them: `W_ih (4H, I)` and `W_hh (4H, H)` as views (of
-/// the op's weight block, or of the parameters themselves) and `b_ih + b_hh (4H)`.
-pub struct Weights<'a> {
-    w_ih: MatRef<'a>,
-    w_hh: MatRef<'a>,
-    bias: Vec<f32>,
-    input: usize,
-}
-
-impl<'a> Weights<'a> {
-    /// Views of the op's weight block `[W_ih | W_hh | b] (4H, I + H + 1)`.
-    pub fn of_block(w: &'a [f32], hidden: usize) -> Self {
-        let g4 = 4 * hidden;
-        let stride = w.len() / g4.max(1);
-        assert!(
-            w.len() == g4 * stride && stride > hidden,
-            "LSTM op: the weight block is not (4H, I + H + 1)"
-        );
-        let input = stride - hidden - 1;
-        Weights {
-            w_ih: MatRef {
-                data: w,
-                rs: stride,
-                cs: 1,
-            },
-            w_hh: MatRef {
-                data: &w[input..],
-                rs: stride,
-                cs: 1,
-            },
-            bias: w.chunks_exact(stride).map(|row| row[stride - 1]).collect(),
-            input,
-        }
-    }
-
-    /// PyTorch's parameters as they are, `w_ih (4H, I)` and `w_hh (4H, H)` row-major, and
-    /// the two biases' sum: no weight block to assemble (8 MB a layer at 512).
-    pub fn of_parts(w_ih: &'a [f32], w_hh: &'a [f32], bias: Vec<f32>) -> Self {
-        let g4 = bias.len();
-        let (input, hidden) = (w_ih.len() / g4.max(1), w_hh.len() / g4.max(1));
-        assert!(
-            w_ih.len() == g4 * input && w_hh.len() == g4 * hidden && g4 == 4 * hidden,
-            "LSTM op: W_ih, W_hh and b do not share 4H rows"
-        );
-        Weights {
-            w_ih: MatRef::rows(w_ih, input),
-            w_hh: MatRef::rows(w_hh, hidden),
-            bias,
-            input,
-        }
-    }
-
-    /// `W_hhᵀ (H, 4H)` as a view.
-    fn hh_t(&self) -> MatRef<'a> {
-        MatRef {
-            data: self.w_hh.data,
-            rs: self.w_hh.cs,
-            cs: self.w_hh.rs,
-        }
-    }
 }
 
 impl LstmLayerOp {
@@ -331,77 +246,6 @@ impl LstmLayerOp {
             b: d_b,
             hc0: d_hc0,
         }
-    }
-}
-
-impl CustomOp3 for LstmLayerOp {
-    fn name(&self) -> &'static str {
-        "lstm-layer"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = cpu_f32(s1, l1, "x").map_err(candle_core::Error::wrap)?;
-        let w = cpu_f32(s2, l2, "w").map_err(candle_core::Error::wrap)?;
-        let hc0 = cpu_f32(s3, l3, "hc0").map_err(candle_core::Error::wrap)?;
-        let (out, act) = self.forward(x, &Weights::of_block(w, self.hidden), hc0);
-        *self.saved.lock().unwrap_or_else(|p| p.into_inner()) = Some(act);
-        let len = out.len();
-        Ok((CpuStorage::F32(out), Shape::from(len)))
-    }
-
-    fn bwd(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        hc0: &Tensor,
-        res: &Tensor,
-        grad_res: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let [x, w, hc0, res, grad_res] = [x, w, hc0, res, grad_res].map(|t| t.contiguous());
-        let (x, w, hc0, res, grad_res) = (x?, w?, hc0?, res?, grad_res?);
-        let saved = self.saved.lock().unwrap_or_else(|p| p.into_inner()).take();
-        let grads = {
-            let (xs, xl) = x.storage_and_layout();
-            let (ws, wl) = w.storage_and_layout();
-            let (hs, hl) = hc0.storage_and_layout();
-            let (rs, rl) = res.storage_and_layout();
-            let (gs, gl) = grad_res.storage_and_layout();
-            let wrap = candle_core::Error::wrap;
-            let (xv, wv, hv) = (
-                storage_f32(&xs, xl, "x").map_err(wrap)?,
-                storage_f32(&ws, wl, "w").map_err(wrap)?,
-                storage_f32(&hs, hl, "hc0").map_err(wrap)?,
-            );
-            let wv = Weights::of_block(wv, self.hidden);
-            // Backward twice over one graph: the activations were handed out; recompute.
-            let act = match saved {
-                Some(a) => a,
-                None => self.forward(xv, &wv, hv).1,
-            };
-            self.backward(
-                xv,
-                &wv,
-                hv,
-                storage_f32(&rs, rl, "lstm output").map_err(wrap)?,
-                &act,
-                storage_f32(&gs, gl, "lstm output gradient").map_err(wrap)?,
-            )
-        };
-        let dev = res.device();
-        let d_w = weight_block(&grads.w_ih, &grads.w_hh, &grads.b);
-        Ok((
-            Some(Tensor::from_vec(grads.x, x.shape(), dev)?),
-            Some(Tensor::from_vec(d_w, w.shape(), dev)?),
-            Some(Tensor::from_vec(grads.hc0, hc0.shape(), dev)?),
-        ))
     }
 }
 

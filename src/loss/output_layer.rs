@@ -10,8 +10,9 @@ use std::sync::{Arc, Mutex};
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::kernels::{cpu_f32, gemm_new, MatRef};
-use super::vexp::exp_in_place;
+use crate::kernels::vexp::exp_in_place;
+use crate::kernels::{gemm_new, MatRef};
+use crate::tensor_data::cpu_f32;
 
 /// `hidden (N, H)`, `weight (V, H)`, `bias (V)` -> `[loss, nll]` `(2)`, summed over the rows
 /// whose mask is 1: `nll = lse - x_t` and `loss = (1 - eps) nll + eps (lse - mean(x))`.
