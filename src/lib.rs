@@ -6,8 +6,27 @@
 //!   --backward--> optim (clip, step) --train-->
 //!   checkpoint::save_model --> DIR/{model.safetensors, config.json, src/tgt_tokenizer.json, train.log}
 //!
-//! DIR --checkpoint::load--> Seq2Seq --search::beam (via the Scorer trait)--> tokenizer::decode
-//!   --> text;  metrics: BLEU (sacrebleu 13a), perplexity
+//! DIR --checkpoint::load--> Seq2Seq --inference (search::beam via the Scorer trait)-->
+//!   tokenizer::decode --> text;  evaluation: BLEU / chrF (sacrebleu's), perplexity
+//! ```
+//!
+//! # Layers
+//!
+//! A module may use only modules of lower layers (never its own layer or a higher one), so
+//! no imports run in circles; `tests/layering.rs` reads this table and checks every
+//! `crate::` path in `src/` against it. docs/architecture.md says what each layer is for.
+//!
+//! ```text
+//! layer 0: error
+//! layer 1: config, rng, atomic_file, tensor_data, device, core_latency, kernels, metrics
+//! layer 2: tokenizer, run_log
+//! layer 3: data, search, loss, optim
+//! layer 4: model
+//! layer 5: checkpoint
+//! layer 6: hub, card, inference
+//! layer 7: evaluation, plot, train
+//! layer 8: experiment, bench
+//! layer 9: cli
 //! ```
 
 pub mod atomic_file;
