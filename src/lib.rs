@@ -29,6 +29,8 @@
 //! layer 9: cli
 //! ```
 
+#![deny(unsafe_op_in_unsafe_fn)]
+
 pub mod atomic_file;
 pub mod bench;
 pub mod card;

@@ -120,6 +120,8 @@ fn every_module_imports_only_lower_layers() {
 fn files_inside_a_module_do_not_import_in_a_circle() {
     let mut files = Vec::new();
     rust_files(&src(), &mut files);
+    let sibling = regex::Regex::new(r"super::([a-z_][a-z0-9_]*)").unwrap();
+    let sibling_group = regex::Regex::new(r"super::\{([^}]*)\}").unwrap();
     let mut by_folder: BTreeMap<PathBuf, Vec<PathBuf>> = BTreeMap::new();
     for f in files {
         by_folder
@@ -151,10 +153,8 @@ fn files_inside_a_module_do_not_import_in_a_circle() {
             let text = code(f);
             let mut used = BTreeSet::new();
             if !me.is_empty() {
-                let re = regex::Regex::new(r"super::([a-z_][a-z0-9_]*)").unwrap();
-                used.extend(re.captures_iter(&text).map(|c| c[1].to_string()));
-                let re = regex::Regex::new(r"super::\{([^}]*)\}").unwrap();
-                for c in re.captures_iter(&text) {
+                used.extend(sibling.captures_iter(&text).map(|c| c[1].to_string()));
+                for c in sibling_group.captures_iter(&text) {
                     for part in c[1].split(',') {
                         used.insert(part.trim().split("::").next().unwrap_or("").to_string());
                     }

@@ -41,54 +41,57 @@ unsafe fn gemm_raw(
     a: MatRef,
     b: MatRef,
 ) {
-    assert!(a.fits(m, k) && b.fits(k, n), "gemm: operand out of bounds");
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        if !accumulate {
-            std::ptr::write_bytes(dst, 0, m * n);
+    // SAFETY: within this function's `# Safety` contract, which the caller upholds.
+    unsafe {
+        assert!(a.fits(m, k) && b.fits(k, n), "gemm: operand out of bounds");
+        if m == 0 || n == 0 {
+            return;
         }
-        return;
+        if k == 0 {
+            if !accumulate {
+                std::ptr::write_bytes(dst, 0, m * n);
+            }
+            return;
+        }
+        if sgemm::suits(m, n, k) {
+            // The logits' shape: a narrow `a` against a wide `b` (the module says why).
+            sgemm::sgemm(m, n, k, dst, accumulate, a, b);
+            return;
+        }
+        if row_gemm::suits(m, n, k, a) {
+            // The output layer's dW and dh: a tall `a` read in place against a narrow `b`.
+            row_gemm::sgemm_rows(m, n, k, dst, accumulate, a, b);
+            return;
+        }
+        let threads = candle_core::utils::get_num_threads();
+        let parallelism = if threads > 1 && m * n * k >= 64 * 64 * 64 {
+            gemm::Parallelism::Rayon(threads)
+        } else {
+            gemm::Parallelism::None
+        };
+        // The assert above keeps every operand index inside its slice; the caller vouches for dst.
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            n as isize,
+            accumulate,
+            a.data.as_ptr(),
+            a.cs as isize,
+            a.rs as isize,
+            b.data.as_ptr(),
+            b.cs as isize,
+            b.rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        )
     }
-    if sgemm::suits(m, n, k) {
-        // The logits' shape: a narrow `a` against a wide `b` (the module says why).
-        sgemm::sgemm(m, n, k, dst, accumulate, a, b);
-        return;
-    }
-    if row_gemm::suits(m, n, k, a) {
-        // The output layer's dW and dh: a tall `a` read in place against a narrow `b`.
-        row_gemm::sgemm_rows(m, n, k, dst, accumulate, a, b);
-        return;
-    }
-    let threads = candle_core::utils::get_num_threads();
-    let parallelism = if threads > 1 && m * n * k >= 64 * 64 * 64 {
-        gemm::Parallelism::Rayon(threads)
-    } else {
-        gemm::Parallelism::None
-    };
-    // The assert above keeps every operand index inside its slice; the caller vouches for dst.
-    gemm::gemm(
-        m,
-        n,
-        k,
-        dst,
-        1,
-        n as isize,
-        accumulate,
-        a.data.as_ptr(),
-        a.cs as isize,
-        a.rs as isize,
-        b.data.as_ptr(),
-        b.cs as isize,
-        b.rs as isize,
-        1.0,
-        1.0,
-        false,
-        false,
-        false,
-        parallelism,
-    )
 }
 
 #[cfg(test)]

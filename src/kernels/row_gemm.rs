@@ -57,62 +57,65 @@ pub unsafe fn sgemm_rows(
     a: MatRef,
     b: MatRef,
 ) {
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        if !accumulate {
-            std::ptr::write_bytes(c, 0, m * n);
+    // SAFETY: within this function's `# Safety` contract, which the caller upholds.
+    unsafe {
+        if m == 0 || n == 0 {
+            return;
         }
-        return;
-    }
-    let c = SendPtr(c);
-    let in_place_a = reads_in_place(a);
-    // Depth blocks shallow enough that all of b's columns fit the L2 share at once (each
-    // panel of a is then packed once), but no deeper than a panel of a that stays in L1.
-    let width = n.div_ceil(NR) * NR;
-    let kc_target = (B_BLOCK_BYTES / 4 / width).clamp(MIN_KC, KC);
-    let blocks = k.div_ceil(kc_target);
-    let kc_full = k.div_ceil(blocks);
-    let nc = (B_BLOCK_BYTES / 4 / kc_full / NR).max(1) * NR;
-    let panels_a = m.div_ceil(MR);
-    let tasks = rayon::current_num_threads().clamp(1, panels_a);
-    let per_task = panels_a.div_ceil(tasks);
-    (0..tasks).into_par_iter().for_each(|t| {
-        let panels = t * per_task..((t + 1) * per_task).min(panels_a);
-        let mut pa = vec![0f32; MR * kc_full];
-        let mut pb = vec![0f32; nc.min(width) * kc_full];
-        for block in 0..blocks {
-            let p0 = block * kc_full;
-            let kc = kc_full.min(k - p0);
-            // Later depth blocks add to what the first wrote.
-            let acc = accumulate || block > 0;
-            for j0 in (0..n).step_by(nc) {
-                let panels_b = nc.min(n - j0).div_ceil(NR);
-                for (jp, panel) in pb.chunks_mut(NR * kc).take(panels_b).enumerate() {
-                    pack_b(b, n, p0, kc, j0 + jp * NR, panel);
-                }
-                for q in panels.clone() {
-                    // Whole panels of `a` are read where they lie; the last, short one is
-                    // packed with zero rows.
-                    let in_place = (q + 1) * MR <= m && in_place_a;
-                    if !in_place {
-                        pack_a(a, m, q * MR, p0, kc, &mut pa[..MR * kc]);
+        if k == 0 {
+            if !accumulate {
+                std::ptr::write_bytes(c, 0, m * n);
+            }
+            return;
+        }
+        let c = SendPtr(c);
+        let in_place_a = reads_in_place(a);
+        // Depth blocks shallow enough that all of b's columns fit the L2 share at once (each
+        // panel of a is then packed once), but no deeper than a panel of a that stays in L1.
+        let width = n.div_ceil(NR) * NR;
+        let kc_target = (B_BLOCK_BYTES / 4 / width).clamp(MIN_KC, KC);
+        let blocks = k.div_ceil(kc_target);
+        let kc_full = k.div_ceil(blocks);
+        let nc = (B_BLOCK_BYTES / 4 / kc_full / NR).max(1) * NR;
+        let panels_a = m.div_ceil(MR);
+        let tasks = rayon::current_num_threads().clamp(1, panels_a);
+        let per_task = panels_a.div_ceil(tasks);
+        (0..tasks).into_par_iter().for_each(|t| {
+            let panels = t * per_task..((t + 1) * per_task).min(panels_a);
+            let mut pa = vec![0f32; MR * kc_full];
+            let mut pb = vec![0f32; nc.min(width) * kc_full];
+            for block in 0..blocks {
+                let p0 = block * kc_full;
+                let kc = kc_full.min(k - p0);
+                // Later depth blocks add to what the first wrote.
+                let acc = accumulate || block > 0;
+                for j0 in (0..n).step_by(nc) {
+                    let panels_b = nc.min(n - j0).div_ceil(NR);
+                    for (jp, panel) in pb.chunks_mut(NR * kc).take(panels_b).enumerate() {
+                        pack_b(b, n, p0, kc, j0 + jp * NR, panel);
                     }
-                    for (jp, bp) in pb.chunks(NR * kc).take(panels_b).enumerate() {
-                        let at = (q * MR, j0 + jp * NR);
-                        // SAFETY: the caller's contract on c and a; this task alone writes
-                        // rows of its panels, and the tile stays inside (m, n).
-                        if in_place {
-                            tile_in_place(kc, a, p0, bp, c.get(), (m, n), at, acc);
-                        } else {
-                            tile(kc, &pa, bp, c.get(), (m, n), at, acc);
+                    for q in panels.clone() {
+                        // Whole panels of `a` are read where they lie; the last, short one is
+                        // packed with zero rows.
+                        let in_place = (q + 1) * MR <= m && in_place_a;
+                        if !in_place {
+                            pack_a(a, m, q * MR, p0, kc, &mut pa[..MR * kc]);
+                        }
+                        for (jp, bp) in pb.chunks(NR * kc).take(panels_b).enumerate() {
+                            let at = (q * MR, j0 + jp * NR);
+                            // SAFETY: the caller's contract on c and a; this task alone writes
+                            // rows of its panels, and the tile stays inside (m, n).
+                            if in_place {
+                                tile_in_place(kc, a, p0, bp, c.get(), (m, n), at, acc);
+                            } else {
+                                tile(kc, &pa, bp, c.get(), (m, n), at, acc);
+                            }
                         }
                     }
                 }
             }
-        }
-    });
+        });
+    }
 }
 
 #[cfg(test)]

@@ -99,6 +99,9 @@ mod avx {
     use std::arch::x86_64::*;
 
     /// Tiles of 3 x-rows by 4 w-rows keep 12 eight-lane accumulators in registers.
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
     #[allow(clippy::too_many_arguments)]
     pub unsafe fn columns(
@@ -111,160 +114,182 @@ mod avx {
         dst: &mut [&mut [f32]],
         acc: bool,
     ) {
-        let xr = |r: usize| &x[r * k..(r + 1) * k];
-        let wr = |c: usize| &w[c * k..(c + 1) * k];
-        // Weight rows are taken in slices of about 16 KiB, which stay in L1 while every
-        // x-row passes over them.
-        let slice = (16384 / (4 * k.max(1)) / 4 * 4).max(4);
-        let mut s = lo;
-        while s < hi {
-            let s_end = (s + slice).min(hi);
-            let mut r = 0;
-            while r < m {
-                let rows = (m - r).min(3);
-                let mut c = s;
-                while c < s_end {
-                    let cols = (s_end - c).min(4);
-                    if rows == 3 && cols == 4 {
-                        let t = tile::<3, 4>(
-                            [xr(r), xr(r + 1), xr(r + 2)],
-                            [wr(c), wr(c + 1), wr(c + 2), wr(c + 3)],
-                        );
-                        for (i, row) in t.iter().enumerate() {
-                            super::put(&mut dst[r + i][c - lo..][..4], row, acc);
-                        }
-                    } else if cols == 4 {
-                        for i in 0..rows {
-                            let t =
-                                tile::<1, 4>([xr(r + i)], [wr(c), wr(c + 1), wr(c + 2), wr(c + 3)]);
-                            super::put(&mut dst[r + i][c - lo..][..4], &t[0], acc);
-                        }
-                    } else {
-                        for i in 0..rows {
-                            for j in 0..cols {
-                                let v = tile::<1, 1>([xr(r + i)], [wr(c + j)])[0][0];
-                                super::put(&mut dst[r + i][c + j - lo..c + j - lo + 1], &[v], acc);
+        // SAFETY: within this function's `# Safety` contract, which the caller upholds.
+        unsafe {
+            let xr = |r: usize| &x[r * k..(r + 1) * k];
+            let wr = |c: usize| &w[c * k..(c + 1) * k];
+            // Weight rows are taken in slices of about 16 KiB, which stay in L1 while every
+            // x-row passes over them.
+            let slice = (16384 / (4 * k.max(1)) / 4 * 4).max(4);
+            let mut s = lo;
+            while s < hi {
+                let s_end = (s + slice).min(hi);
+                let mut r = 0;
+                while r < m {
+                    let rows = (m - r).min(3);
+                    let mut c = s;
+                    while c < s_end {
+                        let cols = (s_end - c).min(4);
+                        if rows == 3 && cols == 4 {
+                            let t = tile::<3, 4>(
+                                [xr(r), xr(r + 1), xr(r + 2)],
+                                [wr(c), wr(c + 1), wr(c + 2), wr(c + 3)],
+                            );
+                            for (i, row) in t.iter().enumerate() {
+                                super::put(&mut dst[r + i][c - lo..][..4], row, acc);
+                            }
+                        } else if cols == 4 {
+                            for i in 0..rows {
+                                let t = tile::<1, 4>(
+                                    [xr(r + i)],
+                                    [wr(c), wr(c + 1), wr(c + 2), wr(c + 3)],
+                                );
+                                super::put(&mut dst[r + i][c - lo..][..4], &t[0], acc);
+                            }
+                        } else {
+                            for i in 0..rows {
+                                for j in 0..cols {
+                                    let v = tile::<1, 1>([xr(r + i)], [wr(c + j)])[0][0];
+                                    super::put(
+                                        &mut dst[r + i][c + j - lo..c + j - lo + 1],
+                                        &[v],
+                                        acc,
+                                    );
+                                }
                             }
                         }
+                        c += cols;
                     }
-                    c += cols;
+                    r += rows;
                 }
-                r += rows;
+                s = s_end;
             }
-            s = s_end;
         }
     }
 
     /// Dot products of `R` x-rows with `C` w-rows (all of one length), eight lanes at a time.
     /// The accumulators are named locals: kept in an array, they were stored to the stack on
     /// every iteration, which halved the speed.
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and FMA; every row of `w` and `x` is at least `x[0].len()` long.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
     unsafe fn tile<const R: usize, const C: usize>(
         x: [&[f32]; R],
         w: [&[f32]; C],
     ) -> [[f32; C]; R] {
-        let k = x[0].len();
-        let whole = k - k % 8;
-        let mut out = [[0f32; C]; R];
-        if R == 3 && C == 4 {
-            let (x0, x1, x2) = (x[0].as_ptr(), x[1].as_ptr(), x[2].as_ptr());
-            let (w0, w1, w2, w3) = (w[0].as_ptr(), w[1].as_ptr(), w[2].as_ptr(), w[3].as_ptr());
-            let z = _mm256_setzero_ps();
-            let (mut a00, mut a01, mut a02, mut a03) = (z, z, z, z);
-            let (mut a10, mut a11, mut a12, mut a13) = (z, z, z, z);
-            let (mut a20, mut a21, mut a22, mut a23) = (z, z, z, z);
-            let mut o = 0;
-            // SAFETY: o + 8 <= whole <= k, the length of every row.
-            while o < whole {
-                let (v0, v1, v2) = (
-                    _mm256_loadu_ps(x0.add(o)),
-                    _mm256_loadu_ps(x1.add(o)),
-                    _mm256_loadu_ps(x2.add(o)),
-                );
-                let u = _mm256_loadu_ps(w0.add(o));
-                a00 = _mm256_fmadd_ps(v0, u, a00);
-                a10 = _mm256_fmadd_ps(v1, u, a10);
-                a20 = _mm256_fmadd_ps(v2, u, a20);
-                let u = _mm256_loadu_ps(w1.add(o));
-                a01 = _mm256_fmadd_ps(v0, u, a01);
-                a11 = _mm256_fmadd_ps(v1, u, a11);
-                a21 = _mm256_fmadd_ps(v2, u, a21);
-                let u = _mm256_loadu_ps(w2.add(o));
-                a02 = _mm256_fmadd_ps(v0, u, a02);
-                a12 = _mm256_fmadd_ps(v1, u, a12);
-                a22 = _mm256_fmadd_ps(v2, u, a22);
-                let u = _mm256_loadu_ps(w3.add(o));
-                a03 = _mm256_fmadd_ps(v0, u, a03);
-                a13 = _mm256_fmadd_ps(v1, u, a13);
-                a23 = _mm256_fmadd_ps(v2, u, a23);
-                o += 8;
-            }
-            let acc = [
-                [a00, a01, a02, a03],
-                [a10, a11, a12, a13],
-                [a20, a21, a22, a23],
-            ];
-            for r in 0..R {
-                for c in 0..C {
-                    out[r][c] = hsum(acc[r][c]);
+        // SAFETY: within this function's `# Safety` contract, which the caller upholds.
+        unsafe {
+            let k = x[0].len();
+            let whole = k - k % 8;
+            let mut out = [[0f32; C]; R];
+            if R == 3 && C == 4 {
+                let (x0, x1, x2) = (x[0].as_ptr(), x[1].as_ptr(), x[2].as_ptr());
+                let (w0, w1, w2, w3) = (w[0].as_ptr(), w[1].as_ptr(), w[2].as_ptr(), w[3].as_ptr());
+                let z = _mm256_setzero_ps();
+                let (mut a00, mut a01, mut a02, mut a03) = (z, z, z, z);
+                let (mut a10, mut a11, mut a12, mut a13) = (z, z, z, z);
+                let (mut a20, mut a21, mut a22, mut a23) = (z, z, z, z);
+                let mut o = 0;
+                // SAFETY: o + 8 <= whole <= k, the length of every row.
+                while o < whole {
+                    let (v0, v1, v2) = (
+                        _mm256_loadu_ps(x0.add(o)),
+                        _mm256_loadu_ps(x1.add(o)),
+                        _mm256_loadu_ps(x2.add(o)),
+                    );
+                    let u = _mm256_loadu_ps(w0.add(o));
+                    a00 = _mm256_fmadd_ps(v0, u, a00);
+                    a10 = _mm256_fmadd_ps(v1, u, a10);
+                    a20 = _mm256_fmadd_ps(v2, u, a20);
+                    let u = _mm256_loadu_ps(w1.add(o));
+                    a01 = _mm256_fmadd_ps(v0, u, a01);
+                    a11 = _mm256_fmadd_ps(v1, u, a11);
+                    a21 = _mm256_fmadd_ps(v2, u, a21);
+                    let u = _mm256_loadu_ps(w2.add(o));
+                    a02 = _mm256_fmadd_ps(v0, u, a02);
+                    a12 = _mm256_fmadd_ps(v1, u, a12);
+                    a22 = _mm256_fmadd_ps(v2, u, a22);
+                    let u = _mm256_loadu_ps(w3.add(o));
+                    a03 = _mm256_fmadd_ps(v0, u, a03);
+                    a13 = _mm256_fmadd_ps(v1, u, a13);
+                    a23 = _mm256_fmadd_ps(v2, u, a23);
+                    o += 8;
                 }
-            }
-        } else if R == 1 && C == 4 {
-            let x0 = x[0].as_ptr();
-            let (w0, w1, w2, w3) = (w[0].as_ptr(), w[1].as_ptr(), w[2].as_ptr(), w[3].as_ptr());
-            let z = _mm256_setzero_ps();
-            let (mut a0, mut a1, mut a2, mut a3) = (z, z, z, z);
-            let mut o = 0;
-            // SAFETY: as above.
-            while o < whole {
-                let v = _mm256_loadu_ps(x0.add(o));
-                a0 = _mm256_fmadd_ps(v, _mm256_loadu_ps(w0.add(o)), a0);
-                a1 = _mm256_fmadd_ps(v, _mm256_loadu_ps(w1.add(o)), a1);
-                a2 = _mm256_fmadd_ps(v, _mm256_loadu_ps(w2.add(o)), a2);
-                a3 = _mm256_fmadd_ps(v, _mm256_loadu_ps(w3.add(o)), a3);
-                o += 8;
-            }
-            let acc = [a0, a1, a2, a3];
-            for c in 0..C {
-                out[0][c] = hsum(acc[c]);
-            }
-        } else {
-            for r in 0..R {
-                for c in 0..C {
-                    let (xp, wp) = (x[r].as_ptr(), w[c].as_ptr());
-                    let mut a = _mm256_setzero_ps();
-                    let mut o = 0;
-                    // SAFETY: as above.
-                    while o < whole {
-                        a = _mm256_fmadd_ps(
-                            _mm256_loadu_ps(xp.add(o)),
-                            _mm256_loadu_ps(wp.add(o)),
-                            a,
-                        );
-                        o += 8;
+                let acc = [
+                    [a00, a01, a02, a03],
+                    [a10, a11, a12, a13],
+                    [a20, a21, a22, a23],
+                ];
+                for r in 0..R {
+                    for c in 0..C {
+                        out[r][c] = hsum(acc[r][c]);
                     }
-                    out[r][c] = hsum(a);
+                }
+            } else if R == 1 && C == 4 {
+                let x0 = x[0].as_ptr();
+                let (w0, w1, w2, w3) = (w[0].as_ptr(), w[1].as_ptr(), w[2].as_ptr(), w[3].as_ptr());
+                let z = _mm256_setzero_ps();
+                let (mut a0, mut a1, mut a2, mut a3) = (z, z, z, z);
+                let mut o = 0;
+                // SAFETY: as above.
+                while o < whole {
+                    let v = _mm256_loadu_ps(x0.add(o));
+                    a0 = _mm256_fmadd_ps(v, _mm256_loadu_ps(w0.add(o)), a0);
+                    a1 = _mm256_fmadd_ps(v, _mm256_loadu_ps(w1.add(o)), a1);
+                    a2 = _mm256_fmadd_ps(v, _mm256_loadu_ps(w2.add(o)), a2);
+                    a3 = _mm256_fmadd_ps(v, _mm256_loadu_ps(w3.add(o)), a3);
+                    o += 8;
+                }
+                let acc = [a0, a1, a2, a3];
+                for c in 0..C {
+                    out[0][c] = hsum(acc[c]);
+                }
+            } else {
+                for r in 0..R {
+                    for c in 0..C {
+                        let (xp, wp) = (x[r].as_ptr(), w[c].as_ptr());
+                        let mut a = _mm256_setzero_ps();
+                        let mut o = 0;
+                        // SAFETY: as above.
+                        while o < whole {
+                            a = _mm256_fmadd_ps(
+                                _mm256_loadu_ps(xp.add(o)),
+                                _mm256_loadu_ps(wp.add(o)),
+                                a,
+                            );
+                            o += 8;
+                        }
+                        out[r][c] = hsum(a);
+                    }
                 }
             }
-        }
-        for r in 0..R {
-            for c in 0..C {
-                for i in whole..k {
-                    out[r][c] += x[r][i] * w[c][i];
+            for r in 0..R {
+                for c in 0..C {
+                    for i in whole..k {
+                        out[r][c] += x[r][i] * w[c][i];
+                    }
                 }
             }
+            out
         }
-        out
     }
 
+    /// The sum of the eight lanes.
+    ///
+    /// # Safety
+    /// The CPU has AVX2.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
     unsafe fn hsum(a: __m256) -> f32 {
-        let mut lanes = [0f32; 8];
-        _mm256_storeu_ps(lanes.as_mut_ptr(), a);
-        ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5]))
-            + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]))
+        // SAFETY: within this function's `# Safety` contract, which the caller upholds.
+        unsafe {
+            let mut lanes = [0f32; 8];
+            _mm256_storeu_ps(lanes.as_mut_ptr(), a);
+            ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5]))
+                + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]))
+        }
     }
 }
 

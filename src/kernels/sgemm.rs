@@ -37,46 +37,49 @@ pub unsafe fn sgemm(
     a: MatRef,
     b: MatRef,
 ) {
-    if m == 0 || n == 0 {
-        return;
-    }
-    let c = SendPtr(c);
-    let blocks = k.div_ceil(KC).max(1);
-    let kc_full = k.div_ceil(blocks);
-    // Columns per task block: a multiple of the tile width that fills the L2 share.
-    let nc = (B_BLOCK_BYTES / 4 / kc_full.max(1) / NR).max(1) * NR;
-    let panels_a = m.div_ceil(MR);
-    // Packing writes every slot the tiles read (`scratch` says why no zero fill).
-    let mut pa = scratch::take(panels_a * MR * kc_full);
-    for block in 0..blocks {
-        let p0 = block * kc_full;
-        let kc = kc_full.min(k - p0);
-        pa.par_chunks_mut(MR * kc_full)
-            .enumerate()
-            .for_each(|(q, panel)| pack_a(a, m, q * MR, p0, kc, panel));
-        // Later depth blocks add to what the first wrote.
-        let acc = accumulate || block > 0;
-        let pa = &pa;
-        // One buffer for b's block per worker, not per block: pack_b writes all of it (zeros
-        // past n), so a reused one needs no zero fill (50 blocks of 640 KiB a step at 16k).
-        let blocks_b = (0..n.div_ceil(nc)).into_par_iter();
-        blocks_b.for_each_init(Vec::new, |pb, jb| {
-            let j0 = jb * nc;
-            let panels_b = nc.min(n - j0).div_ceil(NR);
-            pb.resize(panels_b * NR * kc, 0.0);
-            for (jp, panel) in pb.chunks_mut(NR * kc).enumerate() {
-                pack_b(b, n, p0, kc, j0 + jp * NR, panel);
-            }
-            for q in 0..panels_a {
-                let ap = &pa[q * MR * kc_full..][..MR * kc];
-                for (jp, bp) in pb.chunks(NR * kc).enumerate() {
-                    // SAFETY: the caller's contract on c; tile stays inside (m, n).
-                    tile(kc, ap, bp, c.get(), (m, n), (q * MR, j0 + jp * NR), acc);
+    // SAFETY: within this function's `# Safety` contract, which the caller upholds.
+    unsafe {
+        if m == 0 || n == 0 {
+            return;
+        }
+        let c = SendPtr(c);
+        let blocks = k.div_ceil(KC).max(1);
+        let kc_full = k.div_ceil(blocks);
+        // Columns per task block: a multiple of the tile width that fills the L2 share.
+        let nc = (B_BLOCK_BYTES / 4 / kc_full.max(1) / NR).max(1) * NR;
+        let panels_a = m.div_ceil(MR);
+        // Packing writes every slot the tiles read (`scratch` says why no zero fill).
+        let mut pa = scratch::take(panels_a * MR * kc_full);
+        for block in 0..blocks {
+            let p0 = block * kc_full;
+            let kc = kc_full.min(k - p0);
+            pa.par_chunks_mut(MR * kc_full)
+                .enumerate()
+                .for_each(|(q, panel)| pack_a(a, m, q * MR, p0, kc, panel));
+            // Later depth blocks add to what the first wrote.
+            let acc = accumulate || block > 0;
+            let pa = &pa;
+            // One buffer for b's block per worker, not per block: pack_b writes all of it (zeros
+            // past n), so a reused one needs no zero fill (50 blocks of 640 KiB a step at 16k).
+            let blocks_b = (0..n.div_ceil(nc)).into_par_iter();
+            blocks_b.for_each_init(Vec::new, |pb, jb| {
+                let j0 = jb * nc;
+                let panels_b = nc.min(n - j0).div_ceil(NR);
+                pb.resize(panels_b * NR * kc, 0.0);
+                for (jp, panel) in pb.chunks_mut(NR * kc).enumerate() {
+                    pack_b(b, n, p0, kc, j0 + jp * NR, panel);
                 }
-            }
-        });
+                for q in 0..panels_a {
+                    let ap = &pa[q * MR * kc_full..][..MR * kc];
+                    for (jp, bp) in pb.chunks(NR * kc).enumerate() {
+                        // SAFETY: the caller's contract on c; tile stays inside (m, n).
+                        tile(kc, ap, bp, c.get(), (m, n), (q * MR, j0 + jp * NR), acc);
+                    }
+                }
+            });
+        }
+        scratch::give(pa);
     }
-    scratch::give(pa);
 }
 
 #[cfg(test)]

@@ -105,9 +105,12 @@ pub(crate) unsafe fn tile(
     (i0, j0): (usize, usize),
     acc: bool,
 ) {
-    assert!(ap.len() >= kc * MR && bp.len() >= kc * NR);
-    let run = |c: *mut f32, ldc: usize, acc: bool| kernel(kc, ap, bp, c, ldc, acc);
-    tile_edges(run, c, (m, n), (i0, j0), acc);
+    // SAFETY: within this function's `# Safety` contract, which the caller upholds.
+    unsafe {
+        assert!(ap.len() >= kc * MR && bp.len() >= kc * NR);
+        let run = |c: *mut f32, ldc: usize, acc: bool| kernel(kc, ap, bp, c, ldc, acc);
+        tile_edges(run, c, (m, n), (i0, j0), acc);
+    }
 }
 
 /// `tile` for rows `i0..i0 + 12` (all inside `a`), depth `p0..p0 + kc` of `a` read where
@@ -125,20 +128,23 @@ pub(crate) unsafe fn tile_in_place(
     (i0, j0): (usize, usize),
     acc: bool,
 ) {
-    assert!(a.fits(i0 + MR, p0 + kc) && bp.len() >= kc * NR && kc > 0);
-    let from = a.data.as_ptr().add(i0 * a.rs + p0 * a.cs);
-    let run = |c: *mut f32, ldc: usize, acc: bool| {
-        #[cfg(target_arch = "x86_64")]
-        if a.cs == 1 {
-            avx512::tile12x32_rows(kc, from, a.rs, bp.as_ptr(), c, ldc, acc);
-        } else {
-            assert_eq!(a.rs, 1, "tile_in_place: a has no unit stride");
-            avx512::tile12x32_depth(kc, from, a.cs, bp.as_ptr(), c, ldc, acc);
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        unreachable!("sgemm::tile_in_place without AVX-512 ({from:?}, {c:?}, {ldc}, {acc})");
-    };
-    tile_edges(run, c, (m, n), (i0, j0), acc);
+    // SAFETY: within this function's `# Safety` contract, which the caller upholds.
+    unsafe {
+        assert!(a.fits(i0 + MR, p0 + kc) && bp.len() >= kc * NR && kc > 0);
+        let from = a.data.as_ptr().add(i0 * a.rs + p0 * a.cs);
+        let run = |c: *mut f32, ldc: usize, acc: bool| {
+            #[cfg(target_arch = "x86_64")]
+            if a.cs == 1 {
+                avx512::tile12x32_rows(kc, from, a.rs, bp.as_ptr(), c, ldc, acc);
+            } else {
+                assert_eq!(a.rs, 1, "tile_in_place: a has no unit stride");
+                avx512::tile12x32_depth(kc, from, a.cs, bp.as_ptr(), c, ldc, acc);
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            unreachable!("sgemm::tile_in_place without AVX-512 ({from:?}, {c:?}, {ldc}, {acc})");
+        };
+        tile_edges(run, c, (m, n), (i0, j0), acc);
+    }
 }
 
 /// Runs `run(c, ldc, acc)` for the tile at `(i0, j0)`: on `c` itself when the whole tile
@@ -152,24 +158,27 @@ unsafe fn tile_edges(
     (i0, j0): (usize, usize),
     acc: bool,
 ) {
-    assert!(i0 < m && j0 < n);
-    let (rows, cols) = (MR.min(m - i0), NR.min(n - j0));
-    if rows == MR && cols == NR {
-        run(c.add(i0 * n + j0), n, acc);
-    } else {
-        let mut t = [0f32; MR * NR];
-        let at = |r: usize, j: usize| c.add((i0 + r) * n + j0 + j);
-        if acc {
-            for r in 0..rows {
-                for j in 0..cols {
-                    t[r * NR + j] = *at(r, j);
+    // SAFETY: within this function's `# Safety` contract, which the caller upholds.
+    unsafe {
+        assert!(i0 < m && j0 < n);
+        let (rows, cols) = (MR.min(m - i0), NR.min(n - j0));
+        if rows == MR && cols == NR {
+            run(c.add(i0 * n + j0), n, acc);
+        } else {
+            let mut t = [0f32; MR * NR];
+            let at = |r: usize, j: usize| c.add((i0 + r) * n + j0 + j);
+            if acc {
+                for r in 0..rows {
+                    for j in 0..cols {
+                        t[r * NR + j] = *at(r, j);
+                    }
                 }
             }
-        }
-        run(t.as_mut_ptr(), NR, true);
-        for r in 0..rows {
-            for j in 0..cols {
-                *at(r, j) = t[r * NR + j];
+            run(t.as_mut_ptr(), NR, true);
+            for r in 0..rows {
+                for j in 0..cols {
+                    *at(r, j) = t[r * NR + j];
+                }
             }
         }
     }
@@ -179,14 +188,17 @@ unsafe fn tile_edges(
 ///
 /// Safety: as `avx512::tile12x32`.
 unsafe fn kernel(kc: usize, ap: &[f32], bp: &[f32], c: *mut f32, ldc: usize, acc: bool) {
-    #[cfg(target_arch = "x86_64")]
-    avx512::tile12x32(kc, ap.as_ptr(), MR, bp.as_ptr(), c, ldc, acc);
-    #[cfg(not(target_arch = "x86_64"))]
-    unreachable!(
-        "sgemm::kernel without AVX-512 ({kc}, {}, {}, {c:?}, {ldc}, {acc})",
-        ap.len(),
-        bp.len()
-    );
+    // SAFETY: within this function's `# Safety` contract, which the caller upholds.
+    unsafe {
+        #[cfg(target_arch = "x86_64")]
+        avx512::tile12x32(kc, ap.as_ptr(), MR, bp.as_ptr(), c, ldc, acc);
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!(
+            "sgemm::kernel without AVX-512 ({kc}, {}, {}, {c:?}, {ldc}, {acc})",
+            ap.len(),
+            bp.len()
+        );
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -211,6 +223,8 @@ mod avx512 {
                 ldc: usize,
                 acc: bool,
             ) {
+// SAFETY: within this function's `# Safety` contract, which the caller upholds.
+unsafe {
                 let (rs, cs): (usize, usize) = ($strides)(stride);
                 // Ask for the tile's lines of c now, so they arrive while it computes:
                 // fetched at the end, a c that is not in cache (the output layer's dW at
@@ -274,22 +288,29 @@ mod avx512 {
                     }
                 }
             }
+}
         };
     }
 
     /// Fetches the lines holding `p[0..32]` into L1, for writing (PREFETCHW: every CPU with
     /// AVX-512F has it). A hint: it never faults.
+    ///
+    /// # Safety
+    /// The CPU has PREFETCHW (every CPU with AVX-512F); any address is allowed.
     #[inline(always)]
     unsafe fn prefetch_for_write(p: *mut f32) {
-        let p = p as *const u8;
-        // The last float's line too: a row of 32 floats crosses three lines unless aligned.
-        std::arch::asm!(
-            "prefetchw [{0}]",
-            "prefetchw [{0} + 64]",
-            "prefetchw [{0} + 124]",
-            in(reg) p,
-            options(nostack, preserves_flags, readonly)
-        );
+        // SAFETY: within this function's `# Safety` contract, which the caller upholds.
+        unsafe {
+            let p = p as *const u8;
+            // The last float's line too: a row of 32 floats crosses three lines unless aligned.
+            std::arch::asm!(
+                "prefetchw [{0}]",
+                "prefetchw [{0} + 64]",
+                "prefetchw [{0} + 124]",
+                in(reg) p,
+                options(nostack, preserves_flags, readonly)
+            );
+        }
     }
 
     tile_fn!(

@@ -85,6 +85,9 @@ mod avx {
     use std::arch::x86_64::*;
 
     /// exp of eight lanes.
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
     unsafe fn exp8(x: __m256) -> __m256 {
@@ -122,55 +125,71 @@ mod avx {
         _mm256_mul_ps(p, _mm256_castsi256_ps(pow2))
     }
 
+    /// # Safety
+    /// The CPU has AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn sum_exp(xs: &[f32], shift: f32) -> f32 {
-        let s = _mm256_set1_ps(shift);
-        let mut acc = _mm256_setzero_ps();
-        let mut chunks = xs.chunks_exact(8);
-        for c in &mut chunks {
-            acc = _mm256_add_ps(acc, exp8(_mm256_sub_ps(_mm256_loadu_ps(c.as_ptr()), s)));
+        // SAFETY: within this function's `# Safety` contract, which the caller upholds.
+        unsafe {
+            let s = _mm256_set1_ps(shift);
+            let mut acc = _mm256_setzero_ps();
+            let mut chunks = xs.chunks_exact(8);
+            for c in &mut chunks {
+                acc = _mm256_add_ps(acc, exp8(_mm256_sub_ps(_mm256_loadu_ps(c.as_ptr()), s)));
+            }
+            let mut lanes = [0f32; 8];
+            _mm256_storeu_ps(lanes.as_mut_ptr(), acc);
+            lanes.iter().sum::<f32>()
+                + chunks
+                    .remainder()
+                    .iter()
+                    .map(|&x| (x - shift).exp())
+                    .sum::<f32>()
         }
-        let mut lanes = [0f32; 8];
-        _mm256_storeu_ps(lanes.as_mut_ptr(), acc);
-        lanes.iter().sum::<f32>()
-            + chunks
-                .remainder()
-                .iter()
-                .map(|&x| (x - shift).exp())
-                .sum::<f32>()
     }
 
+    /// # Safety
+    /// The CPU has AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn exp_in_place(xs: &mut [f32], shift: f32) -> f32 {
-        let s = _mm256_set1_ps(shift);
-        let mut acc = _mm256_setzero_ps();
-        let mut chunks = xs.chunks_exact_mut(8);
-        for c in &mut chunks {
-            let e = exp8(_mm256_sub_ps(_mm256_loadu_ps(c.as_ptr()), s));
-            _mm256_storeu_ps(c.as_mut_ptr(), e);
-            acc = _mm256_add_ps(acc, e);
+        // SAFETY: within this function's `# Safety` contract, which the caller upholds.
+        unsafe {
+            let s = _mm256_set1_ps(shift);
+            let mut acc = _mm256_setzero_ps();
+            let mut chunks = xs.chunks_exact_mut(8);
+            for c in &mut chunks {
+                let e = exp8(_mm256_sub_ps(_mm256_loadu_ps(c.as_ptr()), s));
+                _mm256_storeu_ps(c.as_mut_ptr(), e);
+                acc = _mm256_add_ps(acc, e);
+            }
+            let mut lanes = [0f32; 8];
+            _mm256_storeu_ps(lanes.as_mut_ptr(), acc);
+            let mut sum = lanes.iter().sum::<f32>();
+            for x in chunks.into_remainder() {
+                *x = (*x - shift).exp();
+                sum += *x;
+            }
+            sum
         }
-        let mut lanes = [0f32; 8];
-        _mm256_storeu_ps(lanes.as_mut_ptr(), acc);
-        let mut sum = lanes.iter().sum::<f32>();
-        for x in chunks.into_remainder() {
-            *x = (*x - shift).exp();
-            sum += *x;
-        }
-        sum
     }
 
     /// `x <- 1 / (1 + exp(-scale x))`.
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn sigmoid_in_place(xs: &mut [f32], scale: f32) {
-        let (one, neg) = (_mm256_set1_ps(1.0), _mm256_set1_ps(-scale));
-        let mut chunks = xs.chunks_exact_mut(8);
-        for c in &mut chunks {
-            let e = exp8(_mm256_mul_ps(_mm256_loadu_ps(c.as_ptr()), neg));
-            _mm256_storeu_ps(c.as_mut_ptr(), _mm256_div_ps(one, _mm256_add_ps(one, e)));
-        }
-        for x in chunks.into_remainder() {
-            *x = 1.0 / (1.0 + (-scale * *x).exp());
+        // SAFETY: within this function's `# Safety` contract, which the caller upholds.
+        unsafe {
+            let (one, neg) = (_mm256_set1_ps(1.0), _mm256_set1_ps(-scale));
+            let mut chunks = xs.chunks_exact_mut(8);
+            for c in &mut chunks {
+                let e = exp8(_mm256_mul_ps(_mm256_loadu_ps(c.as_ptr()), neg));
+                _mm256_storeu_ps(c.as_mut_ptr(), _mm256_div_ps(one, _mm256_add_ps(one, e)));
+            }
+            for x in chunks.into_remainder() {
+                *x = 1.0 / (1.0 + (-scale * *x).exp());
+            }
         }
     }
 }
@@ -180,6 +199,9 @@ mod avx512 {
     use std::arch::x86_64::*;
 
     /// exp of sixteen lanes: `avx::exp8`'s steps.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F.
     #[target_feature(enable = "avx512f")]
     #[inline]
     unsafe fn exp16(x: __m512) -> __m512 {
@@ -218,51 +240,67 @@ mod avx512 {
         _mm512_mul_ps(p, _mm512_castsi512_ps(pow2))
     }
 
+    /// # Safety
+    /// The CPU has AVX-512F.
     #[target_feature(enable = "avx512f")]
     pub unsafe fn sum_exp(xs: &[f32], shift: f32) -> f32 {
-        let s = _mm512_set1_ps(shift);
-        let mut acc = _mm512_setzero_ps();
-        let mut chunks = xs.chunks_exact(16);
-        for c in &mut chunks {
-            acc = _mm512_add_ps(acc, exp16(_mm512_sub_ps(_mm512_loadu_ps(c.as_ptr()), s)));
+        // SAFETY: within this function's `# Safety` contract, which the caller upholds.
+        unsafe {
+            let s = _mm512_set1_ps(shift);
+            let mut acc = _mm512_setzero_ps();
+            let mut chunks = xs.chunks_exact(16);
+            for c in &mut chunks {
+                acc = _mm512_add_ps(acc, exp16(_mm512_sub_ps(_mm512_loadu_ps(c.as_ptr()), s)));
+            }
+            _mm512_reduce_add_ps(acc)
+                + chunks
+                    .remainder()
+                    .iter()
+                    .map(|&x| (x - shift).exp())
+                    .sum::<f32>()
         }
-        _mm512_reduce_add_ps(acc)
-            + chunks
-                .remainder()
-                .iter()
-                .map(|&x| (x - shift).exp())
-                .sum::<f32>()
     }
 
+    /// # Safety
+    /// The CPU has AVX-512F.
     #[target_feature(enable = "avx512f")]
     pub unsafe fn exp_in_place(xs: &mut [f32], shift: f32) -> f32 {
-        let s = _mm512_set1_ps(shift);
-        let mut acc = _mm512_setzero_ps();
-        let mut chunks = xs.chunks_exact_mut(16);
-        for c in &mut chunks {
-            let e = exp16(_mm512_sub_ps(_mm512_loadu_ps(c.as_ptr()), s));
-            _mm512_storeu_ps(c.as_mut_ptr(), e);
-            acc = _mm512_add_ps(acc, e);
+        // SAFETY: within this function's `# Safety` contract, which the caller upholds.
+        unsafe {
+            let s = _mm512_set1_ps(shift);
+            let mut acc = _mm512_setzero_ps();
+            let mut chunks = xs.chunks_exact_mut(16);
+            for c in &mut chunks {
+                let e = exp16(_mm512_sub_ps(_mm512_loadu_ps(c.as_ptr()), s));
+                _mm512_storeu_ps(c.as_mut_ptr(), e);
+                acc = _mm512_add_ps(acc, e);
+            }
+            let mut sum = _mm512_reduce_add_ps(acc);
+            for x in chunks.into_remainder() {
+                *x = (*x - shift).exp();
+                sum += *x;
+            }
+            sum
         }
-        let mut sum = _mm512_reduce_add_ps(acc);
-        for x in chunks.into_remainder() {
-            *x = (*x - shift).exp();
-            sum += *x;
-        }
-        sum
     }
 
     /// `x <- 1 / (1 + exp(-scale x))`.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F.
     #[target_feature(enable = "avx512f")]
     pub unsafe fn sigmoid_in_place(xs: &mut [f32], scale: f32) {
-        let (one, neg) = (_mm512_set1_ps(1.0), _mm512_set1_ps(-scale));
-        let mut chunks = xs.chunks_exact_mut(16);
-        for c in &mut chunks {
-            let e = exp16(_mm512_mul_ps(_mm512_loadu_ps(c.as_ptr()), neg));
-            _mm512_storeu_ps(c.as_mut_ptr(), _mm512_div_ps(one, _mm512_add_ps(one, e)));
-        }
-        for x in chunks.into_remainder() {
-            *x = 1.0 / (1.0 + (-scale * *x).exp());
+        // SAFETY: within this function's `# Safety` contract, which the caller upholds.
+        unsafe {
+            let (one, neg) = (_mm512_set1_ps(1.0), _mm512_set1_ps(-scale));
+            let mut chunks = xs.chunks_exact_mut(16);
+            for c in &mut chunks {
+                let e = exp16(_mm512_mul_ps(_mm512_loadu_ps(c.as_ptr()), neg));
+                _mm512_storeu_ps(c.as_mut_ptr(), _mm512_div_ps(one, _mm512_add_ps(one, e)));
+            }
+            for x in chunks.into_remainder() {
+                *x = 1.0 / (1.0 + (-scale * *x).exp());
+            }
         }
     }
 }

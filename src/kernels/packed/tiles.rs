@@ -88,53 +88,56 @@ mod avx {
         init: &[f32; PANEL],
         tile: &mut [[f32; PANEL]; MAX_ROWS],
     ) {
-        let (b0, b1) = (
-            _mm256_loadu_ps(init.as_ptr()),
-            _mm256_loadu_ps(init.as_ptr().add(8)),
-        );
-        let (mut a00, mut a01, mut a10, mut a11) = (b0, b1, b0, b1);
-        let (mut a20, mut a21, mut a30, mut a31) = (b0, b1, b0, b1);
-        let (mut a40, mut a41, mut a50, mut a51) = (b0, b1, b0, b1);
-        let mut p = panel.as_ptr();
-        for (block, k) in [(x.a, x.ka), (x.b, x.kb)] {
-            let x0 = block.as_ptr();
-            let (x1, x2, x3) = (x0.add(k), x0.add(2 * k), x0.add(3 * k));
-            let (x4, x5) = (x0.add(4 * k), x0.add(5 * k));
-            for i in 0..k {
-                let w0 = _mm256_loadu_ps(p);
-                let w1 = _mm256_loadu_ps(p.add(8));
-                p = p.add(PANEL);
-                let b = _mm256_broadcast_ss(&*x0.add(i));
-                a00 = _mm256_fmadd_ps(b, w0, a00);
-                a01 = _mm256_fmadd_ps(b, w1, a01);
-                let b = _mm256_broadcast_ss(&*x1.add(i));
-                a10 = _mm256_fmadd_ps(b, w0, a10);
-                a11 = _mm256_fmadd_ps(b, w1, a11);
-                let b = _mm256_broadcast_ss(&*x2.add(i));
-                a20 = _mm256_fmadd_ps(b, w0, a20);
-                a21 = _mm256_fmadd_ps(b, w1, a21);
-                let b = _mm256_broadcast_ss(&*x3.add(i));
-                a30 = _mm256_fmadd_ps(b, w0, a30);
-                a31 = _mm256_fmadd_ps(b, w1, a31);
-                let b = _mm256_broadcast_ss(&*x4.add(i));
-                a40 = _mm256_fmadd_ps(b, w0, a40);
-                a41 = _mm256_fmadd_ps(b, w1, a41);
-                let b = _mm256_broadcast_ss(&*x5.add(i));
-                a50 = _mm256_fmadd_ps(b, w0, a50);
-                a51 = _mm256_fmadd_ps(b, w1, a51);
+        // SAFETY: within this function's `# Safety` contract, which the caller upholds.
+        unsafe {
+            let (b0, b1) = (
+                _mm256_loadu_ps(init.as_ptr()),
+                _mm256_loadu_ps(init.as_ptr().add(8)),
+            );
+            let (mut a00, mut a01, mut a10, mut a11) = (b0, b1, b0, b1);
+            let (mut a20, mut a21, mut a30, mut a31) = (b0, b1, b0, b1);
+            let (mut a40, mut a41, mut a50, mut a51) = (b0, b1, b0, b1);
+            let mut p = panel.as_ptr();
+            for (block, k) in [(x.a, x.ka), (x.b, x.kb)] {
+                let x0 = block.as_ptr();
+                let (x1, x2, x3) = (x0.add(k), x0.add(2 * k), x0.add(3 * k));
+                let (x4, x5) = (x0.add(4 * k), x0.add(5 * k));
+                for i in 0..k {
+                    let w0 = _mm256_loadu_ps(p);
+                    let w1 = _mm256_loadu_ps(p.add(8));
+                    p = p.add(PANEL);
+                    let b = _mm256_broadcast_ss(&*x0.add(i));
+                    a00 = _mm256_fmadd_ps(b, w0, a00);
+                    a01 = _mm256_fmadd_ps(b, w1, a01);
+                    let b = _mm256_broadcast_ss(&*x1.add(i));
+                    a10 = _mm256_fmadd_ps(b, w0, a10);
+                    a11 = _mm256_fmadd_ps(b, w1, a11);
+                    let b = _mm256_broadcast_ss(&*x2.add(i));
+                    a20 = _mm256_fmadd_ps(b, w0, a20);
+                    a21 = _mm256_fmadd_ps(b, w1, a21);
+                    let b = _mm256_broadcast_ss(&*x3.add(i));
+                    a30 = _mm256_fmadd_ps(b, w0, a30);
+                    a31 = _mm256_fmadd_ps(b, w1, a31);
+                    let b = _mm256_broadcast_ss(&*x4.add(i));
+                    a40 = _mm256_fmadd_ps(b, w0, a40);
+                    a41 = _mm256_fmadd_ps(b, w1, a41);
+                    let b = _mm256_broadcast_ss(&*x5.add(i));
+                    a50 = _mm256_fmadd_ps(b, w0, a50);
+                    a51 = _mm256_fmadd_ps(b, w1, a51);
+                }
             }
-        }
-        let acc = [
-            (a00, a01),
-            (a10, a11),
-            (a20, a21),
-            (a30, a31),
-            (a40, a41),
-            (a50, a51),
-        ];
-        for (t, (lo, hi)) in tile.iter_mut().zip(acc) {
-            _mm256_storeu_ps(t.as_mut_ptr(), lo);
-            _mm256_storeu_ps(t.as_mut_ptr().add(8), hi);
+            let acc = [
+                (a00, a01),
+                (a10, a11),
+                (a20, a21),
+                (a30, a31),
+                (a40, a41),
+                (a50, a51),
+            ];
+            for (t, (lo, hi)) in tile.iter_mut().zip(acc) {
+                _mm256_storeu_ps(t.as_mut_ptr(), lo);
+                _mm256_storeu_ps(t.as_mut_ptr().add(8), hi);
+            }
         }
     }
 }
@@ -156,29 +159,32 @@ mod avx512 {
         init: &[f32; PANEL],
         tile: &mut [[f32; PANEL]; MAX_ROWS],
     ) {
-        let b = _mm512_loadu_ps(init.as_ptr());
-        let (mut a0, mut a1, mut a2, mut a3) = (b, b, b, b);
-        let (mut a4, mut a5, mut a6, mut a7) = (b, b, b, b);
-        let mut p = panel.as_ptr();
-        for (block, k) in [(x.a, x.ka), (x.b, x.kb)] {
-            let x0 = block.as_ptr();
-            let (x1, x2, x3) = (x0.add(k), x0.add(2 * k), x0.add(3 * k));
-            let (x4, x5, x6, x7) = (x0.add(4 * k), x0.add(5 * k), x0.add(6 * k), x0.add(7 * k));
-            for i in 0..k {
-                let w = _mm512_loadu_ps(p);
-                p = p.add(PANEL);
-                a0 = _mm512_fmadd_ps(_mm512_set1_ps(*x0.add(i)), w, a0);
-                a1 = _mm512_fmadd_ps(_mm512_set1_ps(*x1.add(i)), w, a1);
-                a2 = _mm512_fmadd_ps(_mm512_set1_ps(*x2.add(i)), w, a2);
-                a3 = _mm512_fmadd_ps(_mm512_set1_ps(*x3.add(i)), w, a3);
-                a4 = _mm512_fmadd_ps(_mm512_set1_ps(*x4.add(i)), w, a4);
-                a5 = _mm512_fmadd_ps(_mm512_set1_ps(*x5.add(i)), w, a5);
-                a6 = _mm512_fmadd_ps(_mm512_set1_ps(*x6.add(i)), w, a6);
-                a7 = _mm512_fmadd_ps(_mm512_set1_ps(*x7.add(i)), w, a7);
+        // SAFETY: within this function's `# Safety` contract, which the caller upholds.
+        unsafe {
+            let b = _mm512_loadu_ps(init.as_ptr());
+            let (mut a0, mut a1, mut a2, mut a3) = (b, b, b, b);
+            let (mut a4, mut a5, mut a6, mut a7) = (b, b, b, b);
+            let mut p = panel.as_ptr();
+            for (block, k) in [(x.a, x.ka), (x.b, x.kb)] {
+                let x0 = block.as_ptr();
+                let (x1, x2, x3) = (x0.add(k), x0.add(2 * k), x0.add(3 * k));
+                let (x4, x5, x6, x7) = (x0.add(4 * k), x0.add(5 * k), x0.add(6 * k), x0.add(7 * k));
+                for i in 0..k {
+                    let w = _mm512_loadu_ps(p);
+                    p = p.add(PANEL);
+                    a0 = _mm512_fmadd_ps(_mm512_set1_ps(*x0.add(i)), w, a0);
+                    a1 = _mm512_fmadd_ps(_mm512_set1_ps(*x1.add(i)), w, a1);
+                    a2 = _mm512_fmadd_ps(_mm512_set1_ps(*x2.add(i)), w, a2);
+                    a3 = _mm512_fmadd_ps(_mm512_set1_ps(*x3.add(i)), w, a3);
+                    a4 = _mm512_fmadd_ps(_mm512_set1_ps(*x4.add(i)), w, a4);
+                    a5 = _mm512_fmadd_ps(_mm512_set1_ps(*x5.add(i)), w, a5);
+                    a6 = _mm512_fmadd_ps(_mm512_set1_ps(*x6.add(i)), w, a6);
+                    a7 = _mm512_fmadd_ps(_mm512_set1_ps(*x7.add(i)), w, a7);
+                }
             }
-        }
-        for (t, a) in tile.iter_mut().zip([a0, a1, a2, a3, a4, a5, a6, a7]) {
-            _mm512_storeu_ps(t.as_mut_ptr(), a);
+            for (t, a) in tile.iter_mut().zip([a0, a1, a2, a3, a4, a5, a6, a7]) {
+                _mm512_storeu_ps(t.as_mut_ptr(), a);
+            }
         }
     }
 }
