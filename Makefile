@@ -4,7 +4,9 @@
 #   make test   formatting, lints and the whole test suite.
 #   make bench  nmt against PyTorch on the same model (installs torch into .venv-bench if needed).
 
-NMT := ./target/release/nmt
+# The binary cargo builds: under $CARGO_TARGET_DIR when it is set, else ./target.
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+NMT := $(TARGET_DIR)/release/nmt
 DEMO := checkpoints/demo
 
 # A team checkout sits beside shared/corpora/: use that copy of Multi30k unless NMT_CORPORA
@@ -36,7 +38,7 @@ test: lint
 
 # nmt against the PyTorch baseline, side by side; writes docs/performance.md.
 bench: build
-	python3 tools/bench.py
+	NMT_BIN=$(NMT) python3 tools/bench.py
 
 # Regenerate corpora/toy/ (deterministic).
 toy:

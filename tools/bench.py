@@ -17,7 +17,9 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-NMT = os.path.join(ROOT, "target", "release", "nmt")
+# The binary `make bench` built ($NMT_BIN), else the default cargo target folder's.
+NMT = os.path.abspath(os.environ.get("NMT_BIN") or os.path.join(
+    os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target"), "release", "nmt"))
 SCRIPT = os.path.join(ROOT, "..", "shared", "bench", "pytorch_lstm_s2s.py")
 
 # (name, mode, flags, target ratio)
