@@ -3,6 +3,7 @@
 #               translate a few test sentences beside their references, and score the test set.
 #   make test   formatting, lints and the whole test suite.
 #   make bench  nmt against PyTorch on the same model (installs torch into .venv-bench if needed).
+#   make bench-kernels  the kernels module's products alone, in GFLOP/s.
 
 # The binary cargo builds: under $CARGO_TARGET_DIR when it is set, else ./target.
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
@@ -17,7 +18,7 @@ export NMT_CORPORA := $(abspath ../shared/corpora)
 endif
 endif
 
-.PHONY: build demo test lint toy clean-demo bench
+.PHONY: build demo test lint toy clean-demo bench bench-kernels
 
 build:
 	cargo build --release
@@ -39,6 +40,10 @@ test: lint
 # nmt against the PyTorch baseline, side by side; writes docs/performance.md.
 bench: build
 	NMT_BIN=$(NMT) python3 tools/bench.py
+
+# GFLOP/s of the kernels module alone, at the model's shapes (no PyTorch).
+bench-kernels:
+	cargo bench --bench kernels
 
 # Regenerate corpora/toy/ (deterministic).
 toy:
