@@ -4,7 +4,7 @@
 //!
 //! Each thread owns a block of `c`'s rows and packs its own copy of `b`'s panels (a block
 //! of them sized to stay in its core's L2 cache); whole panels of `a` are read where they
-//! lie (one stride is 1), and `sgemm`'s 12 x 32 register tile runs over them. The gemm
+//! lie (one stride is 1), and `tile`'s 12 x 32 register tile runs over them. The gemm
 //! crate packs `b` once, split over the threads, so each core reads blocks the other
 //! packed, and joins the threads once per block: when the host runs the two cores on
 //! different dies (`nmt bench core-to-core` ~330 ns), it ran dh in 110-116 ms and dW in

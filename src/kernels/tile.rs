@@ -141,7 +141,7 @@ pub(crate) unsafe fn tile_in_place(
                 avx512::tile12x32_depth(kc, from, a.cs, bp.as_ptr(), c, ldc, acc);
             }
             #[cfg(not(target_arch = "x86_64"))]
-            unreachable!("sgemm::tile_in_place without AVX-512 ({from:?}, {c:?}, {ldc}, {acc})");
+            unreachable!("tile::tile_in_place without AVX-512 ({from:?}, {c:?}, {ldc}, {acc})");
         };
         tile_edges(run, c, (m, n), (i0, j0), acc);
     }

@@ -2,7 +2,7 @@
 //! (K = steps x batch): `dW_ih = dGᵀ . x`, `dW_hh = dGᵀ . h_prev` and `db` = the column
 //! sums of `dG`. Two gemm-crate products each packed all of `dG` (10 MB a layer at 512) by
 //! reading it along a stride of 4H; here it is packed once, row by row in order, for both
-//! products, and summed into `db` while it is read. The products then run `sgemm`'s
+//! products, and summed into `db` while it is read. The products then run `tile`'s
 //! AVX-512 register tile over blocks of the packed operands sized for each core's caches,
 //! each pool thread its own rows of the products from start to end (`per_thread`).
 

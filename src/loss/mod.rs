@@ -18,7 +18,8 @@ pub fn masked_nll(logits: &Tensor, targets: &Tensor, mask: &Tensor) -> Result<Te
     Ok((picked * mask)?.neg()?)
 }
 
-/// The summed negative log-likelihood of the real positions, a scalar.
+/// The summed negative log-likelihood of the real positions, a scalar: shapes as
+/// `masked_nll`.
 pub fn masked_nll_sum(logits: &Tensor, targets: &Tensor, mask: &Tensor) -> Result<Tensor> {
     Ok(masked_nll(logits, targets, mask)?.sum_all()?)
 }

@@ -11,7 +11,7 @@ use crate::tensor_data::storage_f32;
 /// Elements per parallel task.
 const CHUNK: usize = 1 << 14;
 
-/// `sum(g^2)` over a CPU tensor, in f64.
+/// `sum(g^2)` over a CPU tensor of any shape, in f64.
 pub fn sum_squares(g: &Tensor) -> Result<f64> {
     let g = g.contiguous()?;
     let (s, l) = g.storage_and_layout();

@@ -31,7 +31,8 @@ pub enum Gradient {
 }
 
 impl Gradient {
-    /// The gradient as a dense tensor shaped like `like`.
+    /// The gradient as a dense tensor shaped like `like` (a parameter: `(rows, cols)` or
+    /// `(n)`).
     pub fn to_dense(&self, like: &Tensor) -> Result<Tensor> {
         match self {
             Gradient::Dense(t) => Ok(t.clone()),

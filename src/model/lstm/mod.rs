@@ -52,7 +52,8 @@ impl LstmState {
         })
     }
 
-    /// Keeps rows `rows` (indices into the batch), in that order.
+    /// Keeps rows `rows` `(R)` u32 (indices into the batch), in that order: every h and c
+    /// becomes `(R, H)`.
     pub fn select_rows(&self, rows: &Tensor) -> Result<Self> {
         let pick = |ts: &[Tensor]| -> Result<Vec<Tensor>> {
             ts.iter().map(|t| Ok(t.index_select(rows, 0)?)).collect()
