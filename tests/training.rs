@@ -444,3 +444,42 @@ fn plot_draws_svg_and_png_from_metrics() {
         text(&o.stderr)
     );
 }
+
+/// Resuming with flags that cut the epoch into other batches (here one batch where the
+/// checkpoint stood three batches in) is refused with a message naming the flags, instead of
+/// a panic or training on other data; the run's files stay as they were.
+#[test]
+fn resume_with_other_batching_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    run_ok(nmt().args(toy_args(&out)).args(["--max-steps", "3"]));
+    let files = ["model.safetensors", "train_config.toml", "train.log"];
+    let before: Vec<Vec<u8>> = files.iter().map(|f| bytes(out.join(f))).collect();
+    let resume = |extra: &[&str]| {
+        nmt()
+            .args([
+                "train",
+                "--out",
+                out.to_str().unwrap(),
+                "--resume",
+                "--quiet",
+            ])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let o = resume(&["--batch-tokens", "100000", "--max-steps", "6"]);
+    let err = text(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        err.contains("3 batches into epoch 1") && err.contains("--batch-tokens"),
+        "{err}"
+    );
+    for (f, b) in files.iter().zip(&before) {
+        assert_eq!(b, &bytes(out.join(f)), "{f} changed");
+    }
+    // With the run's own batching it goes on.
+    let o = resume(&["--max-steps", "6"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+}

@@ -15,7 +15,7 @@ use crate::atomic_file;
 use crate::card::{self, DataFile, RunInfo};
 use crate::checkpoint;
 use crate::config::{ModelConfig, TrainConfig};
-use crate::data::batch::{encode_pairs, Example};
+use crate::data::batch::{encode_pairs, token_batches, Example};
 use crate::data::corpus::read_parallel;
 use crate::error::{Error, Result};
 use crate::model::{params, Seq2Seq};
@@ -229,12 +229,15 @@ pub fn run(spec: &TrainSpec, device: &Device, interrupt: &AtomicBool) -> Result<
         }),
         None => None,
     };
-    atomic_file::write_text_atomic(&spec.out.join("train_config.toml"), &spec.config_toml)?;
 
     let (tensors, optim_tensors, state) = match &resume_from {
         Some(path) => {
             let ck = state::load(path, device)?;
             params::check(&cfg, &ck.weights).map_err(|m| Error::checkpoint(path, m))?;
+            // Checked before anything in DIR changes, so a refused resume leaves it as it was.
+            let mut epoch_rng = Rng::from_state(ck.state.epoch_rng);
+            let batches = token_batches(&examples, tc.batch_tokens, Some(&mut epoch_rng)).len();
+            ck.state.check_epoch_batching(batches, &spec.out)?;
             log.truncate_after(ck.state.step)?;
             let step = ck.state.step;
             log.text(&format!("resumed from {} (step {step})", path.display()))?;
@@ -281,6 +284,7 @@ pub fn run(spec: &TrainSpec, device: &Device, interrupt: &AtomicBool) -> Result<
                 step: 0,
                 epoch: 0,
                 batch_in_epoch: 0,
+                batches_in_epoch: None,
                 epoch_rng: Rng::new(tc.seed ^ 0x5EED_DA7A).state(),
                 dropout_rng: Rng::new(tc.seed ^ 0x0D80_90A7).state(),
                 validation: Validation::default(),
@@ -296,6 +300,7 @@ pub fn run(spec: &TrainSpec, device: &Device, interrupt: &AtomicBool) -> Result<
             (weights, None, st)
         }
     };
+    atomic_file::write_text_atomic(&spec.out.join("train_config.toml"), &spec.config_toml)?;
     let (model, vars) = trainable(&cfg, tensors)?;
     let mut optimizer = Optimizer::new(tc.optimizer, vars, tc.clip_norm)?;
     if let Some(o) = &optim_tensors {

@@ -25,6 +25,10 @@ pub struct TrainerState {
     /// The epoch in progress (0-based) and how many of its batches are done.
     pub epoch: usize,
     pub batch_in_epoch: usize,
+    /// How many batches the epoch in progress has (None in checkpoints older than this
+    /// field): a resume whose flags or corpus split the epoch otherwise is refused.
+    #[serde(default)]
+    pub batches_in_epoch: Option<usize>,
     /// The data-order RNG as it was at the start of `epoch` (its batches are drawn again).
     pub epoch_rng: [u64; 4],
     /// The dropout RNG after the last update.
@@ -36,6 +40,29 @@ pub struct TrainerState {
     /// Target tokens trained on and seconds spent in updates (for tokens/s).
     pub target_tokens: usize,
     pub train_secs: f64,
+}
+
+impl TrainerState {
+    /// Refuses to go on with an epoch whose batches differ from the ones this state was cut
+    /// from (`batches`: how many the data and flags give now): the position inside the epoch
+    /// would then point at other data, or past its end. `out` is the run's folder.
+    pub fn check_epoch_batching(&self, batches: usize, out: &Path) -> Result<()> {
+        let saved = self.batches_in_epoch.unwrap_or(batches);
+        if self.batch_in_epoch == 0 || (saved == batches && self.batch_in_epoch <= batches) {
+            return Ok(());
+        }
+        Err(Error::Training(format!(
+            "cannot resume {} at step {}: its checkpoint is {} batches into epoch {}, which it \
+             split into {saved} batches, but the data and flags now split that epoch into \
+             {batches}. --batch-tokens, --max-len or the corpus files changed since the run was \
+             saved; resume with the run's own values (DIR/train_config.toml holds them), or \
+             start a new run in another --out",
+            out.display(),
+            self.step,
+            self.batch_in_epoch,
+            self.epoch + 1,
+        )))
+    }
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {

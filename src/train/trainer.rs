@@ -51,6 +51,7 @@ impl Run<'_> {
             let mut rng = Rng::from_state(self.state.epoch_rng);
             let batches = token_batches(examples, tc.batch_tokens, Some(&mut rng));
             let next_epoch_rng = rng.state();
+            self.state.batches_in_epoch = Some(batches.len());
             let total_steps = planned(batches.len());
             let bar = self.progress_bar(batches.len());
             for idx in &batches[self.state.batch_in_epoch..] {
