@@ -137,7 +137,7 @@ fn must_exist(path: PathBuf) -> Result<PathBuf> {
 pub fn weights_metadata(path: &Path) -> Result<HashMap<String, String>> {
     use std::io::Read;
     let bad = |msg: &str| Error::checkpoint(path, format!("cannot read the weights: {msg}"));
-    let mut f = std::fs::File::open(path).map_err(|e| Error::read(path, e))?;
+    let mut f = std::fs::File::open(path).map_err(|e| bad(&e.to_string()))?;
     let mut len = [0u8; 8];
     f.read_exact(&mut len)
         .map_err(|_| bad("the file is too short for a safetensors header"))?;
@@ -177,6 +177,7 @@ pub fn load(dir: &Path, device: &Device) -> Result<Loaded> {
     let tensors = candle_core::safetensors::load(&weights, device)
         .map_err(|e| Error::checkpoint(&weights, format!("cannot read the weights: {e}")))?;
     params::check(&cfg, &tensors).map_err(|m| Error::checkpoint(&weights, m))?;
+    params::check_finite(&tensors).map_err(|m| Error::checkpoint(&weights, m))?;
     let model = Seq2Seq::from_tensors(&cfg, &tensors)?;
     let src_tok = SubwordTokenizer::from_file(&must_exist(dir.join(SRC_TOKENIZER_FILE))?)?;
     let tgt_tok = SubwordTokenizer::from_file(&must_exist(dir.join(TGT_TOKENIZER_FILE))?)?;

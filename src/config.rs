@@ -48,6 +48,15 @@ impl Default for ModelConfig {
 }
 
 impl ModelConfig {
+    /// How many weights the model has (as `model::params::param_count`, in u64 so that any
+    /// sizes below `MAX_DIMENSION` fit).
+    pub fn weight_count(&self) -> u64 {
+        let (e, h, l) = (self.emb as u64, self.hidden as u64, self.layers as u64);
+        let lstm = 4 * h * (e + h) + 8 * h + (l.saturating_sub(1)) * (4 * h * (2 * h) + 8 * h);
+        let (sv, tv) = (self.src_vocab as u64, self.tgt_vocab as u64);
+        (sv + tv) * e + 2 * lstm + tv * h + tv
+    }
+
     pub fn validate(&self) -> Result<()> {
         if self.format_version != FORMAT_VERSION {
             return Err(Error::Config(format!(
@@ -74,9 +83,55 @@ impl ModelConfig {
                 )));
             }
         }
+        for (name, v) in [
+            ("emb", self.emb),
+            ("hidden", self.hidden),
+            ("src_vocab", self.src_vocab),
+            ("tgt_vocab", self.tgt_vocab),
+        ] {
+            if v > MAX_DIMENSION {
+                return Err(Error::Config(format!(
+                    "{name} must be at most {MAX_DIMENSION}, got {v}"
+                )));
+            }
+        }
+        let bytes = 4 * self.weight_count();
+        if bytes > MAX_MODEL_BYTES {
+            return Err(Error::Config(format!(
+                "a model of {} layers, emb {}, hidden {} and vocabularies {}/{} needs {:.1} GiB of \
+                 weights (at most {} GiB): choose smaller sizes",
+                self.layers,
+                self.emb,
+                self.hidden,
+                self.src_vocab,
+                self.tgt_vocab,
+                bytes as f64 / (1u64 << 30) as f64,
+                MAX_MODEL_BYTES >> 30
+            )));
+        }
+        for (name, id) in [
+            ("pad_id", self.pad_id),
+            ("bos_id", self.bos_id),
+            ("eos_id", self.eos_id),
+        ] {
+            let smaller = self.src_vocab.min(self.tgt_vocab);
+            if id as usize >= smaller {
+                return Err(Error::Config(format!(
+                    "{name} {id} is outside the vocabularies ({} source, {} target entries)",
+                    self.src_vocab, self.tgt_vocab
+                )));
+            }
+        }
         Ok(())
     }
 }
+
+/// The largest embedding, hidden or vocabulary size accepted: far above any model this
+/// toolkit trains, low enough that sizes multiplied together cannot overflow.
+pub const MAX_DIMENSION: usize = 1 << 20;
+
+/// The largest model accepted, in bytes of f32 weights.
+pub const MAX_MODEL_BYTES: u64 = 16 << 30;
 
 /// Which optimizer updates the weights.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -230,12 +285,12 @@ impl TrainConfig {
         if self.max_len < 1 {
             return Err(Error::Config("max_len must be at least 1".into()));
         }
-        if self.batch_tokens < 2 * (self.max_len + 1) {
+        if self.batch_tokens < self.max_len.saturating_add(1).saturating_mul(2) {
             return Err(Error::Config(format!(
                 "batch_tokens {} cannot hold one pair of max_len {} (needs at least {})",
                 self.batch_tokens,
                 self.max_len,
-                2 * (self.max_len + 1)
+                self.max_len.saturating_add(1).saturating_mul(2)
             )));
         }
         if !(0.0..1.0).contains(&self.dropout) {
@@ -307,6 +362,10 @@ impl LengthPenalty {
     }
 }
 
+/// The largest `--max-len-ratio`: longer limits only let a broken model babble for longer
+/// (search time grows with the output length).
+pub const MAX_LEN_RATIO_LIMIT: f32 = 100.0;
+
 /// Settings of beam search.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SearchConfig {
@@ -350,9 +409,10 @@ impl SearchConfig {
                 self.beam, self.n_best
             )));
         }
-        if !(self.max_len_ratio > 0.0 && self.max_len_ratio.is_finite()) {
+        if !(self.max_len_ratio > 0.0 && self.max_len_ratio <= MAX_LEN_RATIO_LIMIT) {
             return Err(Error::Config(format!(
-                "max-len-ratio must be a positive number, got {}",
+                "--max-len-ratio must be above 0 and at most {MAX_LEN_RATIO_LIMIT} (outputs that \
+                 many times longer than their source), got {}",
                 self.max_len_ratio
             )));
         }
@@ -370,7 +430,8 @@ impl SearchConfig {
 
     /// Longest output (EOS included) for a source of `src_len` tokens.
     pub fn max_output_len(&self, src_len: usize) -> usize {
-        (self.max_len_ratio * src_len.max(1) as f32).ceil() as usize + 1
+        // `as` saturates, so even a ratio that skipped `validate` cannot overflow.
+        ((self.max_len_ratio * src_len.max(1) as f32).ceil() as usize).saturating_add(1)
     }
 
     /// The ranking score of a hypothesis with summed `log_prob` and `len` tokens.

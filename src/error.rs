@@ -32,6 +32,9 @@ pub enum Error {
     Corpus(String),
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// A command line that asks for something impossible (a missing or conflicting flag).
+    #[error("{0}")]
+    Usage(String),
     #[error("checkpoint {path}: {msg}")]
     Checkpoint { path: PathBuf, msg: String },
     #[error("tokenizer {path}: {msg}")]
@@ -48,7 +51,49 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The kinds of failure the `nmt` binary tells apart by its exit status, so scripts can
+/// react to each (docs/reliability.md has the table). A panic exits 101: always a bug.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitClass {
+    /// The run itself failed: a file could not be written (disk full, permissions), training
+    /// diverged, a tensor operation failed.
+    Runtime,
+    /// The command line or an options file: missing, conflicting or out-of-range flags (clap's
+    /// own parse errors exit 2 as well).
+    Usage,
+    /// Input data: corpora, text to translate or score, references, corpus downloads.
+    Data,
+    /// A model or run folder: weights, config.json, tokenizers, training checkpoints.
+    Checkpoint,
+}
+
+impl ExitClass {
+    pub fn code(self) -> u8 {
+        match self {
+            ExitClass::Runtime => 1,
+            ExitClass::Usage => 2,
+            ExitClass::Data => 3,
+            ExitClass::Checkpoint => 4,
+        }
+    }
+}
+
 impl Error {
+    /// Which exit status this error gives the binary.
+    pub fn exit_class(&self) -> ExitClass {
+        match self {
+            Error::Config(_) | Error::Usage(_) => ExitClass::Usage,
+            Error::Read { .. }
+            | Error::Line { .. }
+            | Error::LineCountMismatch { .. }
+            | Error::Corpus(_)
+            | Error::Tokenize(_)
+            | Error::Download(_) => ExitClass::Data,
+            Error::Checkpoint { .. } | Error::Tokenizer { .. } => ExitClass::Checkpoint,
+            Error::Write { .. } | Error::Training(_) | Error::Candle(_) => ExitClass::Runtime,
+        }
+    }
+
     pub fn read(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Read {
             path: path.into(),

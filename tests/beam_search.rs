@@ -332,3 +332,62 @@ fn ensemble_averages_log_probabilities() {
     }
     assert!(Ensemble::new(vec![HashScorer::new(6), HashScorer::new(7)]).is_err());
 }
+
+/// A damaged model: `HashScorer`'s distributions until `nan_from` tokens are out, then NaN
+/// for every token.
+struct NanScorer {
+    inner: HashScorer,
+    nan_from: usize,
+}
+
+impl Scorer for NanScorer {
+    type State = Vec<Row>;
+    fn start(&self, sources: &[&[u32]]) -> Result<Vec<Row>> {
+        self.inner.start(sources)
+    }
+    fn step(&self, state: &Vec<Row>, prev: &[u32], out: &mut Vec<f32>) -> Result<Vec<Row>> {
+        let next = self.inner.step(state, prev, out)?;
+        for (r, row) in next.iter().enumerate() {
+            if row.hist.len() >= self.nan_from {
+                out[r * self.inner.vocab..(r + 1) * self.inner.vocab].fill(f32::NAN);
+            }
+        }
+        Ok(next)
+    }
+    fn reorder(&self, state: &Vec<Row>, rows: &[usize]) -> Result<Vec<Row>> {
+        self.inner.reorder(state, rows)
+    }
+    fn vocab_size(&self) -> usize {
+        self.inner.vocab
+    }
+}
+
+/// Scores that turn NaN (at once, or after two tokens) leave no hypothesis to finish: every
+/// sentence still gets an answer, the empty output ranked last, for every beam and n-best.
+#[test]
+fn nan_scores_give_an_empty_output_not_a_panic() {
+    let sources: Vec<Vec<u32>> = (0..12).map(|i| vec![4 + i % 3, 5, 3 + i]).collect();
+    let refs: Vec<&[u32]> = sources.iter().map(Vec::as_slice).collect();
+    for nan_from in [0, 2] {
+        for (beam, n_best) in [(1, 1), (4, 2), (5, 5)] {
+            let s = NanScorer {
+                inner: HashScorer::new(9),
+                nan_from,
+            };
+            let c = SearchConfig {
+                n_best,
+                ..cfg(beam, 1.0)
+            };
+            let out = beam_search(&s, &refs, &c, BOS, EOS).unwrap();
+            assert_eq!(out.len(), sources.len());
+            for hyps in out {
+                assert!(!hyps.is_empty() && hyps.len() <= n_best);
+                let last = hyps.last().unwrap();
+                if nan_from == 0 {
+                    assert!(last.tokens.is_empty() && last.score == f32::NEG_INFINITY);
+                }
+                assert!(hyps.iter().all(|h| !h.score.is_nan()));
+            }
+        }
+    }
+}

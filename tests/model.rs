@@ -329,3 +329,14 @@ fn cpu_decode_steps_match_tensor_steps() {
         }
     }
 }
+
+/// The size check on config.json counts the same weights as the model has.
+#[test]
+fn config_weight_count_matches_the_tensors() {
+    for layers in 1..=4 {
+        for (emb, hidden, vocab) in [(8, 16, 20), (32, 24, 100), (256, 512, 1000)] {
+            let cfg = small_cfg(layers, vocab, emb, hidden);
+            assert_eq!(cfg.weight_count() as usize, params::param_count(&cfg));
+        }
+    }
+}

@@ -10,6 +10,7 @@ use nmt::cli::config_file::expand_train_config;
 use nmt::cli::loading::model_dir;
 use nmt::cli::output::check_output;
 use nmt::cli::{self, Cli, Command, CorpusCommand, ExperimentCommand, PlotArgs};
+use nmt::error::ExitClass;
 use nmt::{card, device};
 
 #[global_allocator]
@@ -36,20 +37,25 @@ fn main() -> ExitCode {
     keep_freed_memory();
     let args = match expand_train_config(std::env::args_os().collect()) {
         Ok(a) => a,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return fail(&e),
     };
     let cli = Cli::parse_from(args);
     let threads = cli.command.threads();
     match device::run_on_pool(threads, || run(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
+        Err(e) => fail(&e),
     }
+}
+
+/// Prints `e` and gives its class's exit status (docs/reliability.md): the first library
+/// error in the chain decides; an error of the binary's own is a runtime failure.
+fn fail(e: &anyhow::Error) -> ExitCode {
+    eprintln!("error: {e:#}");
+    let class = e
+        .chain()
+        .find_map(|c| c.downcast_ref::<nmt::Error>())
+        .map_or(ExitClass::Runtime, nmt::Error::exit_class);
+    ExitCode::from(class.code())
 }
 
 fn run(command: Command) -> Result<()> {

@@ -4,10 +4,11 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::CommandFactory;
 
 use super::Cli;
+use crate::error::Error;
 
 /// `nmt train` options from TOML, as command-line flags placed before the user's own (which
 /// therefore win): first the resumed run's saved options, then `--config FILE`.
@@ -47,10 +48,14 @@ pub fn expand_train_config(mut args: Vec<OsString>) -> Result<Vec<OsString>> {
 
 /// The flags a TOML options file stands for, checked against `nmt train`'s own flags.
 fn toml_to_flags(file: &Path) -> Result<Vec<OsString>> {
-    let text = std::fs::read_to_string(file)
-        .with_context(|| format!("cannot read config file {}", file.display()))?;
-    let table: toml::Table =
-        toml::from_str(&text).with_context(|| format!("{} is not valid TOML", file.display()))?;
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        Error::Usage(format!(
+            "cannot read config file {}: {e}; check the --config path",
+            file.display()
+        ))
+    })?;
+    let table: toml::Table = toml::from_str(&text)
+        .map_err(|e| Error::Usage(format!("{} is not valid TOML: {e}", file.display())))?;
     let cmd = Cli::command();
     let train = cmd.find_subcommand("train").context("train subcommand")?;
     let known: Vec<String> = train
@@ -63,7 +68,7 @@ fn toml_to_flags(file: &Path) -> Result<Vec<OsString>> {
         if !known.contains(&flag)
             || ["config", "print-config", "resume", "overwrite"].contains(&flag.as_str())
         {
-            bail!(
+            usage!(
                 "{}: unknown option `{key}`; `nmt train --print-config` lists the options",
                 file.display()
             );
@@ -77,7 +82,7 @@ fn toml_to_flags(file: &Path) -> Result<Vec<OsString>> {
                 continue;
             }
             toml::Value::Boolean(false) => continue,
-            other => bail!(
+            other => usage!(
                 "{}: option `{key}` must be a string, number or boolean, not {}",
                 file.display(),
                 other.type_str()

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 
 use super::CorpusArgs;
 use crate::data::multi30k::{self, Multi30k};
@@ -16,7 +16,7 @@ pub fn known_corpus(c: &CorpusArgs) -> Result<Option<(Multi30k, String, String)>
         return Ok(None);
     };
     if name != "multi30k" {
-        bail!(
+        usage!(
             "unknown corpus `{name}`: the known corpus is multi30k (or give --src-file/--tgt-file)"
         );
     }
@@ -26,7 +26,7 @@ pub fn known_corpus(c: &CorpusArgs) -> Result<Option<(Multi30k, String, String)>
 
 pub fn fetch(name: &str, dir: &Path) -> Result<()> {
     if name != "multi30k" {
-        bail!("unknown corpus `{name}`: the known corpus is multi30k");
+        usage!("unknown corpus `{name}`: the known corpus is multi30k");
     }
     let m = if std::env::var_os("NMT_CORPORA").is_some() {
         multi30k::locate(dir)?

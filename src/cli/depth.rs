@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 
 use super::corpus::known_corpus;
 use super::{interrupt_flag, CorpusArgs, DepthArgs};
@@ -31,7 +31,7 @@ fn depth_files(a: &DepthArgs) -> Result<SweepFiles> {
         });
     }
     if given.iter().any(|f| f.is_some()) {
-        bail!("give all six of --src-file --tgt-file --valid-src-file --valid-tgt-file --test-src-file --test-tgt-file, or none of them (and --corpus or --preset for the data)");
+        usage!("give all six of --src-file --tgt-file --valid-src-file --valid-tgt-file --test-src-file --test-tgt-file, or none of them (and --corpus or --preset for the data)");
     }
     let corpus = match (&a.corpus.corpus, a.preset) {
         (Some(_), _) => a.corpus.clone(),
@@ -42,7 +42,7 @@ fn depth_files(a: &DepthArgs) -> Result<SweepFiles> {
         (None, Preset::Smoke) => {
             let f = |n: &str| PathBuf::from("corpora/toy").join(n);
             if !f("train.de").is_file() {
-                bail!("--preset smoke trains on corpora/toy/, which is not in {}: run it from the nmt repository, or give the six file flags", std::env::current_dir().unwrap_or_default().display());
+                usage!("--preset smoke trains on corpora/toy/, which is not in {}: run it from the nmt repository, or give the six file flags", std::env::current_dir().unwrap_or_default().display());
             }
             return Ok(SweepFiles {
                 train: (f("train.de"), f("train.en")),
@@ -52,7 +52,7 @@ fn depth_files(a: &DepthArgs) -> Result<SweepFiles> {
         }
     };
     let Some((m, s, t)) = known_corpus(&corpus)? else {
-        bail!("give --corpus multi30k or the six file flags");
+        usage!("give --corpus multi30k or the six file flags");
     };
     Ok(SweepFiles {
         train: (m.file("train", &s), m.file("train", &t)),
@@ -87,7 +87,7 @@ pub fn run(a: DepthArgs) -> Result<()> {
         ..p.train
     };
     if train.epochs == 0 {
-        bail!("--max-epochs must be at least 1");
+        usage!("--max-epochs must be at least 1");
     }
     let settings = Settings {
         preset: a.preset.name().into(),
@@ -99,7 +99,7 @@ pub fn run(a: DepthArgs) -> Result<()> {
         beam: a.beam.unwrap_or(p.beam),
     };
     if settings.beam == 0 {
-        bail!("--beam must be at least 1");
+        usage!("--beam must be at least 1");
     }
     let spec = DepthSpec {
         settings,

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 
 use super::corpus::known_corpus;
 use super::loading::translator;
@@ -22,7 +22,7 @@ fn eval_files(a: &EvalArgs) -> Result<(PathBuf, PathBuf)> {
         return Ok((s.clone(), r.clone()));
     }
     if a.corpus.corpus.is_some() && !multi30k::SPLITS.contains(&a.split.as_str()) {
-        bail!(
+        usage!(
             "unknown split `{}`: use one of {}",
             a.split,
             multi30k::SPLITS.join(", ")
@@ -30,7 +30,7 @@ fn eval_files(a: &EvalArgs) -> Result<(PathBuf, PathBuf)> {
     }
     match (known_corpus(&a.corpus)?, &a.src_file, &a.ref_file) {
         (Some((m, s, t)), None, None) => Ok((m.file(&a.split, &s), m.file(&a.split, &t))),
-        _ => bail!("give --src-file and --ref-file, or --corpus multi30k"),
+        _ => usage!("give --src-file and --ref-file, or --corpus multi30k"),
     }
 }
 
@@ -40,7 +40,9 @@ pub fn run(a: EvalArgs) -> Result<()> {
     }
     let mut report = serde_json::Map::new();
     let (sentences, bleu, chrf) = if let Some(hyp_file) = &a.hyp_file {
-        let ref_file = a.ref_file.as_ref().context("--hyp-file needs --ref-file")?;
+        let Some(ref_file) = a.ref_file.as_ref() else {
+            usage!("--hyp-file needs --ref-file, the references to score it against");
+        };
         let (hyps, refs) = read_parallel(hyp_file, ref_file)?;
         (
             hyps.len(),

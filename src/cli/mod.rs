@@ -3,6 +3,14 @@
 //! prints for humans, and like the binary it reports errors with `anyhow` (a message chain),
 //! where the layers below return `nmt::Error`.
 
+/// Returns a usage error (exit status 2: a flag missing, conflicting or out of range) with a
+/// `format!` message.
+macro_rules! usage {
+    ($($arg:tt)*) => {
+        return Err($crate::error::Error::Usage(format!($($arg)*)).into())
+    };
+}
+
 pub mod config_file;
 pub mod corpus;
 pub mod depth;

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 
 use super::OutputFormat;
 use crate::atomic_file;
@@ -12,7 +12,7 @@ use crate::inference::Translation;
 /// Refuses to replace an existing file unless asked to.
 pub fn check_output(path: &Path, overwrite: bool, flag: &str) -> Result<()> {
     if path.exists() && !overwrite {
-        bail!(
+        usage!(
             "{} already exists; pass --overwrite to replace it, or choose another {flag}",
             path.display()
         );

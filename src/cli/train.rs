@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 use super::corpus::known_corpus;
 use super::{interrupt_flag, LogFormat, TrainArgs};
@@ -28,7 +28,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         return Ok(());
     }
     let Some(out) = a.out.clone() else {
-        bail!("give --out DIR, the run folder");
+        usage!("give --out DIR, the run folder");
     };
     let dev = device::pick(&a.device)?;
     // Explicit files win; the corpus lookup (and any download) runs only without them.
@@ -41,14 +41,14 @@ pub fn run(a: TrainArgs) -> Result<()> {
                 Some((m.file("val", &s), m.file("val", &t))),
             ),
             None => {
-                bail!("give --src-file and --tgt-file, or --corpus multi30k (or --resume a run)")
+                usage!("give --src-file and --tgt-file, or --corpus multi30k (or --resume a run)")
             }
         },
     };
     match (&a.valid_src_file, &a.valid_tgt_file) {
         (Some(s), Some(t)) => valid = Some((s.clone(), t.clone())),
         (None, None) => {}
-        _ => bail!("give both --valid-src-file and --valid-tgt-file, or neither"),
+        _ => usage!("give both --valid-src-file and --valid-tgt-file, or neither"),
     }
     let lr = a.lr.unwrap_or(a.optimizer.default_lr());
     let schedule = a.schedule.unwrap_or(a.optimizer.default_schedule(false));

@@ -63,7 +63,7 @@ impl Scorer for ModelScorer<'_> {
 
     fn step(&self, state: &DecoderState, prev: &[u32], out: &mut Vec<f32>) -> Result<DecoderState> {
         let next = match (state, self.fast) {
-            (DecoderState::Cpu(s), Some(w)) => DecoderState::Cpu(w.step(s, prev, out)),
+            (DecoderState::Cpu(s), Some(w)) => DecoderState::Cpu(w.step(s, prev, out)?),
             (DecoderState::Tensors(s), _) => {
                 let ids = Tensor::from_slice(prev, (1, prev.len()), self.model.device())?;
                 let (top, next) = self.model.decode(&ids, s)?;

@@ -41,13 +41,33 @@ fn wrap(e: crate::error::Error) -> candle_core::Error {
     candle_core::Error::wrap(e)
 }
 
-fn u32_targets<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [u32]> {
-    match (s, l.contiguous_offsets()) {
-        (CpuStorage::U32(v), Some((a, b))) => Ok(&v[a..b]),
-        _ => Err(candle_core::Error::Msg(
-            "cross-entropy targets must be contiguous u32".into(),
-        )),
+/// The `n` target ids, each checked to be below the vocabulary size `v`.
+fn u32_targets<'a>(
+    s: &'a CpuStorage,
+    l: &Layout,
+    n: usize,
+    v: usize,
+) -> candle_core::Result<&'a [u32]> {
+    let t = match (s, l.contiguous_offsets()) {
+        (CpuStorage::U32(t), Some((a, b))) => &t[a..b],
+        _ => {
+            return Err(candle_core::Error::Msg(
+                "cross-entropy targets must be contiguous u32".into(),
+            ))
+        }
+    };
+    if t.len() != n {
+        return Err(candle_core::Error::Msg(format!(
+            "cross-entropy: {} targets for {n} rows of logits",
+            t.len()
+        )));
     }
+    if let Some(&id) = t.iter().find(|&&id| id as usize >= v) {
+        return Err(candle_core::Error::Msg(format!(
+            "cross-entropy: target id {id} is outside the vocabulary of {v}"
+        )));
+    }
+    Ok(t)
 }
 
 impl CustomOp2 for FusedCrossEntropy {
@@ -64,7 +84,7 @@ impl CustomOp2 for FusedCrossEntropy {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (n, v) = l1.shape().dims2()?;
         let x = cpu_f32(s1, l1, "logits").map_err(wrap)?;
-        let t = u32_targets(s2, l2)?;
+        let t = u32_targets(s2, l2, n, v)?;
         let eps = self.eps;
         let mut out = vec![0f32; 3 * n];
         out.par_chunks_mut(3).enumerate().for_each(|(r, o)| {
@@ -99,7 +119,7 @@ impl CustomOp2 for FusedCrossEntropy {
             let (rs, rl) = res.storage_and_layout();
             let x = storage_f32(&xs, xl, "logits").map_err(wrap)?;
             let t = match &*ts {
-                candle_core::Storage::Cpu(c) => u32_targets(c, tl)?,
+                candle_core::Storage::Cpu(c) => u32_targets(c, tl, n, v)?,
                 _ => {
                     return Err(candle_core::Error::Msg(
                         "fused cross-entropy runs on the CPU".into(),

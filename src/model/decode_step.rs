@@ -9,7 +9,7 @@ use rayon::prelude::*;
 use super::lstm::cell::lstm_cell;
 use super::lstm::LstmState;
 use super::Seq2Seq;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::kernels::{matmul_wt, PackedWt};
 
 /// Rows from which a product uses the packed panels rather than `rowdot`.
@@ -133,10 +133,26 @@ impl DecodeWeights {
     }
 
     /// The new state, and in `logits` (resized, old contents overwritten) the logits
-    /// `(rows, V)` of the next token after `prev` (one id per row).
-    pub fn step(&self, state: &StepState, prev: &[u32], logits: &mut Vec<f32>) -> StepState {
+    /// `(rows, V)` of the next token after `prev` (one id per row, each below V).
+    pub fn step(
+        &self,
+        state: &StepState,
+        prev: &[u32],
+        logits: &mut Vec<f32>,
+    ) -> Result<StepState> {
         let (rows, h) = (state.rows, self.hidden);
-        assert_eq!(prev.len(), rows, "one previous token per row");
+        if prev.len() != rows {
+            return Err(Error::Config(format!(
+                "decoder step: {} previous tokens for {rows} rows",
+                prev.len()
+            )));
+        }
+        if let Some(&id) = prev.iter().find(|&&id| id as usize >= self.vocab) {
+            return Err(Error::Config(format!(
+                "decoder step: token id {id} is outside the target vocabulary of {}",
+                self.vocab
+            )));
+        }
         let mut next = StepState {
             rows,
             hidden: h,
@@ -145,7 +161,7 @@ impl DecodeWeights {
         };
         let mut embedded: Vec<f32> = Vec::with_capacity(rows * self.emb);
         for &id in prev {
-            let id = (id as usize).min(self.vocab - 1);
+            let id = id as usize;
             embedded.extend_from_slice(&self.tgt_emb[id * self.emb..(id + 1) * self.emb]);
         }
         let mut gates = vec![0f32; rows * 4 * h];
@@ -181,7 +197,7 @@ impl DecodeWeights {
         // Every entry is written: only growth needs initialising.
         logits.resize(rows * self.vocab, 0.0);
         self.proj.apply((top, &[]), rows, logits);
-        next
+        Ok(next)
     }
 }
 

@@ -107,5 +107,43 @@ pub fn check(
             ));
         }
     }
+    let known: std::collections::HashSet<String> =
+        param_shapes(cfg).into_iter().map(|(n, _)| n).collect();
+    let mut extra: Vec<&String> = tensors.keys().filter(|n| !known.contains(*n)).collect();
+    extra.sort();
+    if let Some(name) = extra.first() {
+        return Err(format!(
+            "tensor `{name}` is not part of a model with this config.json ({} such tensor(s); \
+             was the file written for another architecture or edited by hand?)",
+            extra.len()
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses tensors holding NaN or an infinity (a diverged or damaged model): search would
+/// otherwise score every hypothesis NaN and translate nothing. Names the first one, in name
+/// order, with the position of its first bad value.
+pub fn check_finite(tensors: &HashMap<String, Tensor>) -> std::result::Result<(), String> {
+    let mut names: Vec<&String> = tensors.keys().collect();
+    names.sort();
+    for name in names {
+        let values = tensors[name]
+            .flatten_all()
+            .and_then(|t| t.to_dtype(DType::F32))
+            .and_then(|t| t.to_vec1::<f32>())
+            .map_err(|e| format!("tensor `{name}` cannot be read as floats: {e}"))?;
+        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+            let what = if values[i].is_nan() {
+                "NaN"
+            } else {
+                "an infinity"
+            };
+            return Err(format!(
+                "tensor `{name}` holds {what} (at flat index {i}): the model diverged or the \
+                 file is damaged; use an earlier checkpoint (DIR/checkpoints/step-N/)"
+            ));
+        }
+    }
     Ok(())
 }

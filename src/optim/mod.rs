@@ -121,7 +121,8 @@ impl Optimizer {
         Ok(out)
     }
 
-    /// Restores what `state_tensors` saved.
+    /// Restores what `state_tensors` saved. A moment of another shape, or a step count that
+    /// is not one non-negative whole number, is refused (a damaged or foreign checkpoint).
     pub fn load_state(&mut self, tensors: &HashMap<String, Tensor>) -> Result<()> {
         let Some(st) = self.adam.as_mut() else {
             return Ok(());
@@ -132,12 +133,36 @@ impl Optimizer {
                 .cloned()
                 .ok_or_else(|| Error::Training(format!("the checkpoint's optimizer state lacks `{key}` (was it trained with another optimizer?)")))
         };
-        for (i, name) in self.names.iter().enumerate() {
-            // Own copies: the CPU path updates the moments in place.
-            st.m[i] = get(&format!("m.{name}"))?.copy()?;
-            st.v[i] = get(&format!("v.{name}"))?.copy()?;
+        for (i, (name, var)) in self.names.iter().zip(&self.vars).enumerate() {
+            for (key, slot) in [("m", &mut st.m[i]), ("v", &mut st.v[i])] {
+                let key = format!("{key}.{name}");
+                let t = get(&key)?;
+                if t.dims() != var.dims() || t.dtype() != var.dtype() {
+                    return Err(Error::Training(format!(
+                        "the checkpoint's optimizer state `{key}` is {:?} {:?}, but the weight is {:?} {:?}",
+                        t.dtype(),
+                        t.dims(),
+                        var.dtype(),
+                        var.dims()
+                    )));
+                }
+                // Own copies: the CPU path updates the moments in place.
+                *slot = t.copy()?;
+            }
         }
-        st.t = get("t")?.to_vec1::<f32>()?[0] as i32;
+        let t = get("t")?;
+        let steps = t
+            .flatten_all()
+            .and_then(|t| t.to_dtype(candle_core::DType::F64))
+            .and_then(|t| t.to_vec1::<f64>())?;
+        st.t = match steps.as_slice() {
+            [n] if n.fract() == 0.0 && (0.0..=i32::MAX as f64).contains(n) => *n as i32,
+            other => {
+                return Err(Error::Training(format!(
+                    "the checkpoint's optimizer step count `t` is {other:?}; expected one whole number >= 0"
+                )))
+            }
+        };
         Ok(())
     }
 

@@ -64,7 +64,8 @@ fn chunk_max(chunk: &[f32]) -> f32 {
 }
 
 /// Translates every source; returns each sentence's `cfg.n_best` best finished hypotheses,
-/// best first.
+/// best first, and never none: where the scorer gave only NaN, the empty output with score
+/// negative infinity.
 ///
 /// A sentence stops when its beam has shrunk to nothing, at its maximum length
 /// (`cfg.max_output_len`, where open hypotheses are finished as they are), or as soon as its
@@ -247,6 +248,15 @@ fn search_batch<S: Scorer>(
         open = next_open;
     }
     for list in &mut finished {
+        if list.is_empty() {
+            // Every extension scored NaN (a damaged model): the empty output, ranked last,
+            // rather than no answer at all.
+            list.push(Hypothesis {
+                tokens: Vec::new(),
+                log_prob: f32::NEG_INFINITY,
+                score: f32::NEG_INFINITY,
+            });
+        }
         list.truncate(n_best);
     }
     Ok(finished)

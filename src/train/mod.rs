@@ -1,6 +1,7 @@
 //! Training a model from parallel text: tokenizers, batches, teacher-forced updates with
 //! dropout and label smoothing, validation, checkpoints, exact resume and early stopping.
 
+pub mod run_lock;
 pub mod schedule;
 pub mod state;
 mod trainer;
@@ -173,6 +174,13 @@ pub fn run(spec: &TrainSpec, device: &Device, interrupt: &AtomicBool) -> Result<
         Some((s, t)) => Some(read_parallel(s, t)?),
         None => None,
     };
+    // Taken before anything in the folder changes; a resume of a folder that is not there
+    // is refused below without creating it.
+    let _lock = if spec.resume && !spec.out.is_dir() {
+        None
+    } else {
+        Some(run_lock::acquire(&spec.out)?)
+    };
     let log = RunLog::new(&spec.out, spec.log_json, spec.progress);
     let resume_from = if spec.resume {
         let all = state::list(&spec.out)?;
@@ -234,6 +242,7 @@ pub fn run(spec: &TrainSpec, device: &Device, interrupt: &AtomicBool) -> Result<
         Some(path) => {
             let ck = state::load(path, device)?;
             params::check(&cfg, &ck.weights).map_err(|m| Error::checkpoint(path, m))?;
+            params::check_finite(&ck.weights).map_err(|m| Error::checkpoint(path, m))?;
             // Checked before anything in DIR changes, so a refused resume leaves it as it was.
             let mut epoch_rng = Rng::from_state(ck.state.epoch_rng);
             let batches = token_batches(&examples, tc.batch_tokens, Some(&mut epoch_rng)).len();
@@ -303,8 +312,11 @@ pub fn run(spec: &TrainSpec, device: &Device, interrupt: &AtomicBool) -> Result<
     atomic_file::write_text_atomic(&spec.out.join("train_config.toml"), &spec.config_toml)?;
     let (model, vars) = trainable(&cfg, tensors)?;
     let mut optimizer = Optimizer::new(tc.optimizer, vars, tc.clip_norm)?;
-    if let Some(o) = &optim_tensors {
-        optimizer.load_state(o)?;
+    if let (Some(o), Some(path)) = (&optim_tensors, &resume_from) {
+        optimizer.load_state(o).map_err(|e| match e {
+            Error::Training(m) => Error::checkpoint(path.join("optimizer.safetensors"), m),
+            other => other,
+        })?;
     }
     if resume_from.is_none() {
         checkpoint::save_model(&spec.out, &model)?;

@@ -176,7 +176,8 @@ pub struct Checkpoint {
 /// Reads only the trainer state of the checkpoint in folder `path`.
 pub fn read_state(path: &Path) -> Result<TrainerState> {
     let state_path = path.join(STATE_FILE);
-    let text = std::fs::read_to_string(&state_path).map_err(|e| Error::read(&state_path, e))?;
+    let text = std::fs::read_to_string(&state_path)
+        .map_err(|e| Error::checkpoint(&state_path, format!("cannot be read: {e}")))?;
     serde_json::from_str(&text)
         .map_err(|e| Error::checkpoint(&state_path, format!("is not a valid trainer state: {e}")))
 }
