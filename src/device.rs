@@ -52,6 +52,19 @@ pub fn set_threads(threads: usize) {
         .build_global();
 }
 
+/// The most CPU threads `--threads` may ask for.
+pub const MAX_THREADS: usize = 1024;
+
+/// Refuses a `--threads` the machine cannot mean (0 stays: all cores).
+pub fn check_threads(threads: Option<usize>) -> Result<()> {
+    match threads {
+        Some(n) if n > MAX_THREADS => Err(Error::Usage(format!(
+            "--threads {n} is more than {MAX_THREADS}; give the number of cores to use, or 0 for all"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Runs `f` on a thread of the global pool, after `set_threads(threads)` when given. The
 /// kernels fork and join thousands of times a training step: ~18 us each from a thread
 /// outside the pool (the work is injected and a sleeping worker woken), ~1 us from inside

@@ -40,7 +40,13 @@ fn tool(name: &str) -> String {
 #[test]
 fn run_folder_loads_in_python_tokenizers_and_safetensors() {
     if !has_modules("tokenizers, safetensors, numpy") {
-        eprintln!("SKIPPED: {} lacks tokenizers/safetensors/numpy (pip install tokenizers safetensors numpy)", python());
+        common::skip(
+            "python_interop::run_folder_loads_in_python_tokenizers_and_safetensors",
+            &format!(
+                "{} lacks tokenizers/safetensors/numpy (pip install tokenizers safetensors numpy)",
+                python()
+            ),
+        );
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -86,9 +92,12 @@ fn run_folder_loads_in_python_tokenizers_and_safetensors() {
 #[test]
 fn pytorch_reference_model_translates_like_nmt() {
     if !has_modules("torch, tokenizers, safetensors") {
-        eprintln!(
-            "SKIPPED: {} lacks torch (pip install torch tokenizers safetensors)",
-            python()
+        common::skip(
+            "python_interop::pytorch_reference_model_translates_like_nmt",
+            &format!(
+                "{} lacks torch (pip install torch tokenizers safetensors)",
+                python()
+            ),
         );
         return;
     }

@@ -41,6 +41,9 @@ fn main() -> ExitCode {
     };
     let cli = Cli::parse_from(args);
     let threads = cli.command.threads();
+    if let Err(e) = device::check_threads(threads) {
+        return fail(&e.into());
+    }
     match device::run_on_pool(threads, || run(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),

@@ -1,13 +1,14 @@
 //! `nmt translate`: sentences from the arguments, a file, stdin or an interactive prompt.
 
 use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
 
 use anyhow::{Context, Result};
 
 use super::loading::translator;
 use super::output::{check_output, render, write_lines};
 use super::{OutputFormat, TranslateArgs};
-use crate::data::corpus::read_lines;
+use crate::data::corpus::{lines_of, read_lines};
 use crate::inference::Translator;
 
 /// Prompts on stderr and translates each line as it is entered, until EOF.
@@ -44,11 +45,7 @@ pub fn run(a: TranslateArgs) -> Result<()> {
     } else if std::io::stdin().is_terminal() && a.output.is_none() {
         return interactive(&t, a.format);
     } else {
-        std::io::stdin()
-            .lock()
-            .lines()
-            .collect::<std::io::Result<_>>()
-            .context("reading sentences from stdin")?
+        lines_of(std::io::stdin().lock(), Path::new("<stdin>"), false)?
     };
     let out = render(&t.translate_nbest(&lines)?, a.format, 1);
     match &a.output {

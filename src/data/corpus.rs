@@ -9,27 +9,56 @@ use flate2::read::MultiGzDecoder;
 use crate::error::{Error, Result};
 
 /// All lines of a text file, plain or gzip (detected by its magic bytes, not its name),
-/// without line terminators.
+/// without line terminators (`\n` or `\r\n`) and without a leading UTF-8 byte-order mark.
 pub fn read_lines(path: &Path) -> Result<Vec<String>> {
     let mut file = File::open(path).map_err(|e| Error::read(path, e))?;
+    if file.metadata().is_ok_and(|m| m.is_dir()) {
+        return Err(Error::Corpus(format!(
+            "{} is a folder; give the path of a text file inside it",
+            path.display()
+        )));
+    }
     let mut magic = [0u8; 2];
     let n = file.read(&mut magic).map_err(|e| Error::read(path, e))?;
     let file = File::open(path).map_err(|e| Error::read(path, e))?;
-    let reader: Box<dyn BufRead> = if n == 2 && magic == [0x1f, 0x8b] {
-        Box::new(BufReader::new(MultiGzDecoder::new(file)))
+    if n == 2 && magic == [0x1f, 0x8b] {
+        lines_of(BufReader::new(MultiGzDecoder::new(file)), path, true)
     } else {
-        Box::new(BufReader::new(file))
-    };
+        lines_of(BufReader::new(file), path, false)
+    }
+}
+
+/// The lines of `reader`, as `read_lines` gives them; `name` is what messages call it
+/// (a path, or `<stdin>`), `gzip` whether a read error means a damaged compressed file.
+pub fn lines_of(reader: impl BufRead, name: &Path, gzip: bool) -> Result<Vec<String>> {
     let mut lines = Vec::new();
     for (i, line) in reader.split(b'\n').enumerate() {
-        let bytes = line.map_err(|e| Error::read(path, e))?;
-        let mut text = String::from_utf8(bytes).map_err(|_| Error::Line {
-            path: path.to_path_buf(),
+        let bytes = line.map_err(|e| {
+            if gzip {
+                Error::Line {
+                    path: name.to_path_buf(),
+                    line: i + 1,
+                    msg: format!(
+                        "the gzip data is damaged or cut short ({e}); download or compress the file again"
+                    ),
+                }
+            } else {
+                Error::read(name, e)
+            }
+        })?;
+        let mut text = String::from_utf8(bytes).map_err(|e| Error::Line {
+            path: name.to_path_buf(),
             line: i + 1,
-            msg: "is not valid UTF-8; convert the file to UTF-8 (e.g. with iconv)".into(),
+            msg: format!(
+                "is not valid UTF-8 (byte {}); convert the file to UTF-8 (e.g. with iconv)",
+                e.utf8_error().valid_up_to() + 1
+            ),
         })?;
         if text.ends_with('\r') {
             text.pop();
+        }
+        if i == 0 && text.starts_with('\u{feff}') {
+            text.drain(..'\u{feff}'.len_utf8());
         }
         lines.push(text);
     }

@@ -247,9 +247,6 @@ pub fn run(spec: &TrainSpec, device: &Device, interrupt: &AtomicBool) -> Result<
             let mut epoch_rng = Rng::from_state(ck.state.epoch_rng);
             let batches = token_batches(&examples, tc.batch_tokens, Some(&mut epoch_rng)).len();
             ck.state.check_epoch_batching(batches, &spec.out)?;
-            log.truncate_after(ck.state.step)?;
-            let step = ck.state.step;
-            log.text(&format!("resumed from {} (step {step})", path.display()))?;
             (ck.weights, Some(ck.optimizer), ck.state)
         }
         None => {
@@ -309,7 +306,6 @@ pub fn run(spec: &TrainSpec, device: &Device, interrupt: &AtomicBool) -> Result<
             (weights, None, st)
         }
     };
-    atomic_file::write_text_atomic(&spec.out.join("train_config.toml"), &spec.config_toml)?;
     let (model, vars) = trainable(&cfg, tensors)?;
     let mut optimizer = Optimizer::new(tc.optimizer, vars, tc.clip_norm)?;
     if let (Some(o), Some(path)) = (&optim_tensors, &resume_from) {
@@ -317,7 +313,15 @@ pub fn run(spec: &TrainSpec, device: &Device, interrupt: &AtomicBool) -> Result<
             Error::Training(m) => Error::checkpoint(path.join("optimizer.safetensors"), m),
             other => other,
         })?;
+        // Only now, with the whole checkpoint accepted, does the folder change.
+        log.truncate_after(state.step)?;
+        log.text(&format!(
+            "resumed from {} (step {})",
+            path.display(),
+            state.step
+        ))?;
     }
+    atomic_file::write_text_atomic(&spec.out.join("train_config.toml"), &spec.config_toml)?;
     if resume_from.is_none() {
         checkpoint::save_model(&spec.out, &model)?;
         log.text(&format!(

@@ -51,7 +51,7 @@ impl TrainerState {
         if self.batch_in_epoch == 0 || (saved == batches && self.batch_in_epoch <= batches) {
             return Ok(());
         }
-        Err(Error::Training(format!(
+        Err(Error::Usage(format!(
             "cannot resume {} at step {}: its checkpoint is {} batches into epoch {}, which it \
              split into {saved} batches, but the data and flags now split that epoch into \
              {batches}. --batch-tokens, --max-len or the corpus files changed since the run was \

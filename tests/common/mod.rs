@@ -9,6 +9,24 @@ use nmt::config::ModelConfig;
 use nmt::model::{params, Seq2Seq};
 use nmt::rng::Rng;
 
+/// Where skipped tests are listed for `make test` to print: a test that cannot run here (a
+/// tool missing) passes, so the log must say what did not run.
+pub const SKIPPED_FILE: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/skipped-tests.txt");
+
+/// Records that `test` did not run, and why (printed and listed in `SKIPPED_FILE`).
+pub fn skip(test: &str, why: &str) {
+    use std::io::Write;
+    eprintln!("SKIPPED: {test}: {why}");
+    let line = format!("{test}: {why}\n");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(SKIPPED_FILE);
+    if let Ok(mut f) = file {
+        let _ = f.write_all(line.as_bytes());
+    }
+}
+
 /// The repository's toy corpus file, e.g. `toy("train.de")`.
 pub fn toy(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
