@@ -4,6 +4,7 @@ use nmt::config::{LengthPenalty, SearchConfig};
 use nmt::search::beam::beam_search;
 use nmt::search::{log_softmax_rows, Hypothesis, Scorer};
 use nmt::Result;
+use proptest::prelude::*;
 
 const BOS: u32 = 1;
 const EOS: u32 = 2;
@@ -389,5 +390,81 @@ fn nan_scores_give_an_empty_output_not_a_panic() {
                 assert!(hyps.iter().all(|h| !h.score.is_nan()));
             }
         }
+    }
+}
+
+fn search_config() -> impl Strategy<Value = SearchConfig> {
+    (
+        1usize..8,
+        1usize..8,
+        0.1f32..4.0,
+        0usize..6,
+        prop_oneof![
+            Just(LengthPenalty::None),
+            Just(LengthPenalty::Average),
+            Just(LengthPenalty::Gnmt)
+        ],
+        0.0f32..2.0,
+    )
+        .prop_map(
+            |(beam, n_best, ratio, min_len, penalty, alpha)| SearchConfig {
+                beam,
+                n_best: n_best.min(beam),
+                max_len_ratio: ratio,
+                min_len,
+                length_penalty: penalty,
+                length_alpha: alpha,
+                ..SearchConfig::default()
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Any flags: every sentence gets 1..=n-best answers, best first, each within the length
+    /// limit and not ending before the minimum length unless the limit forced it.
+    #[test]
+    fn search_answers_every_sentence_ranked(
+        cfg in search_config(),
+        sources in proptest::collection::vec(proptest::collection::vec(3u32..12, 1..6), 1..6),
+    ) {
+        let s = HashScorer::new(12);
+        let refs: Vec<&[u32]> = sources.iter().map(Vec::as_slice).collect();
+        let out = beam_search(&s, &refs, &cfg, BOS, EOS).unwrap();
+        prop_assert_eq!(out.len(), sources.len());
+        for (hyps, src) in out.iter().zip(&sources) {
+            prop_assert!(!hyps.is_empty() && hyps.len() <= cfg.n_best);
+            for w in hyps.windows(2) {
+                prop_assert!(w[0].score >= w[1].score);
+            }
+            for h in hyps {
+                prop_assert!(h.tokens.len() <= cfg.max_output_len(src.len()));
+                prop_assert!(!h.tokens.contains(&EOS));
+            }
+        }
+    }
+
+    /// Beam 1 is greedy: the most likely next token (lowest id on ties) until EOS or the
+    /// length limit.
+    #[test]
+    fn beam_one_is_greedy(src in proptest::collection::vec(3u32..12, 1..8), ratio in 0.5f32..3.0) {
+        let s = HashScorer::new(12);
+        let cfg = SearchConfig { beam: 1, n_best: 1, max_len_ratio: ratio, ..SearchConfig::default() };
+        let max_len = cfg.max_output_len(src.len());
+        let mut hist = Vec::new();
+        for len in 1.. {
+            let row = s.log_probs(&src, &hist);
+            let v = (0..row.len()).fold(0, |b, i| if row[i] > row[b] { i } else { b }) as u32;
+            if v == EOS {
+                break;
+            }
+            hist.push(v);
+            if len >= max_len {
+                break;
+            }
+        }
+        let got = beam_search(&s, &[&src], &cfg, BOS, EOS).unwrap();
+        prop_assert_eq!(&got[0][0].tokens, &hist);
     }
 }

@@ -84,6 +84,19 @@ fn train(src: &Path, tgt: &Path, out: &Path, extra: &[&str]) -> Output {
     run(&args)
 }
 
+/// `nmt train --resume` of run `m`, on to step 4.
+fn resume_args(m: &Path) -> [&str; 7] {
+    [
+        "train",
+        "--out",
+        s(m),
+        "--resume",
+        "--max-steps",
+        "4",
+        "--quiet",
+    ]
+}
+
 fn toy_model(dir: &Path) -> PathBuf {
     let m = dir.join("model");
     ok(&train(&toy("train.de"), &toy("train.en"), &m, &[]));
@@ -210,15 +223,7 @@ fn disk_full_during_a_save_keeps_the_previous_model() {
     let m = toy_model(d.path());
     let before = std::fs::read(m.join("model.safetensors")).unwrap();
     let o = nmt()
-        .args([
-            "train",
-            "--out",
-            s(&m),
-            "--resume",
-            "--max-steps",
-            "4",
-            "--quiet",
-        ])
+        .args(resume_args(&m))
         .env("NMT_TEST_DISK_FULL", "model.safetensors")
         .output()
         .unwrap();
@@ -367,17 +372,7 @@ fn damaged_training_checkpoints() {
         .map(|e| e.unwrap().path())
         .max()
         .unwrap();
-    let resume = || {
-        run(&[
-            "train",
-            "--out",
-            s(&m),
-            "--resume",
-            "--max-steps",
-            "4",
-            "--quiet",
-        ])
-    };
+    let resume = || run(&resume_args(&m));
     let state = ck.join("trainer_state.json");
     let good_state = std::fs::read(&state).unwrap();
     std::fs::write(&state, b"{\"step\": ").unwrap();
@@ -507,29 +502,13 @@ fn two_trainings_on_one_folder() {
         .unwrap();
     lock.lock().unwrap();
     let before = snapshot(&m);
-    let o = run(&[
-        "train",
-        "--out",
-        s(&m),
-        "--resume",
-        "--max-steps",
-        "4",
-        "--quiet",
-    ]);
+    let o = run(&resume_args(&m));
     fails(&o, 2, &["is in use", "train.lock", "another --out"]);
     let o = train(&toy("train.de"), &toy("train.en"), &m, &["--overwrite"]);
     fails(&o, 2, &["is in use"]);
     assert_eq!(before, snapshot(&m));
     drop(lock);
-    ok(&run(&[
-        "train",
-        "--out",
-        s(&m),
-        "--resume",
-        "--max-steps",
-        "4",
-        "--quiet",
-    ]));
+    ok(&run(&resume_args(&m)));
 }
 
 #[test]
