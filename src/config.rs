@@ -109,12 +109,12 @@ impl ModelConfig {
                 MAX_MODEL_BYTES >> 30
             )));
         }
+        let smaller = self.src_vocab.min(self.tgt_vocab);
         for (name, id) in [
             ("pad_id", self.pad_id),
             ("bos_id", self.bos_id),
             ("eos_id", self.eos_id),
         ] {
-            let smaller = self.src_vocab.min(self.tgt_vocab);
             if id as usize >= smaller {
                 return Err(Error::Config(format!(
                     "{name} {id} is outside the vocabularies ({} source, {} target entries)",
@@ -285,12 +285,11 @@ impl TrainConfig {
         if self.max_len < 1 {
             return Err(Error::Config("max_len must be at least 1".into()));
         }
-        if self.batch_tokens < self.max_len.saturating_add(1).saturating_mul(2) {
+        let one_pair = self.max_len.saturating_add(1).saturating_mul(2);
+        if self.batch_tokens < one_pair {
             return Err(Error::Config(format!(
-                "batch_tokens {} cannot hold one pair of max_len {} (needs at least {})",
-                self.batch_tokens,
-                self.max_len,
-                self.max_len.saturating_add(1).saturating_mul(2)
+                "batch_tokens {} cannot hold one pair of max_len {} (needs at least {one_pair})",
+                self.batch_tokens, self.max_len,
             )));
         }
         if !(0.0..1.0).contains(&self.dropout) {

@@ -520,4 +520,27 @@ fn usage_mistakes_exit_2() {
     );
     fails(&run(&["translate"]), 2, &["--model"]);
     fails(&run(&["frobnicate"]), 2, &["frobnicate"]);
+    let d = tempfile::tempdir().unwrap();
+    let hyp = write(d.path(), "hyp.txt", b"a\n");
+    fails(&run(&["eval", "--hyp-file", s(&hyp)]), 2, &["--ref-file"]);
+    let missing = d.path().join("none.toml");
+    fails(
+        &run(&[
+            "train",
+            "--config",
+            s(&missing),
+            "--out",
+            s(&d.path().join("run")),
+        ]),
+        2,
+        &["cannot read config file", "none.toml", "--config"],
+    );
+    // An output file that exists is not replaced unasked.
+    let m = toy_model(d.path());
+    fails(
+        &run(&["translate", "--model", s(&m), "--output", s(&hyp), "Hallo."]),
+        2,
+        &["hyp.txt already exists", "--overwrite"],
+    );
+    assert_eq!(std::fs::read(&hyp).unwrap(), b"a\n");
 }
