@@ -4,6 +4,7 @@
 #   make test   formatting, lints and the whole test suite.
 #   make bench  nmt against PyTorch on the same model (installs torch into .venv-bench if needed).
 #   make bench-kernels  the kernels module's products alone, in GFLOP/s.
+#   make fuzz   the cargo-fuzz targets (fuzz/), FUZZ_SECONDS each (default 600).
 
 # The binary cargo builds: under $CARGO_TARGET_DIR when it is set, else ./target.
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
@@ -18,7 +19,7 @@ export NMT_CORPORA := $(abspath ../shared/corpora)
 endif
 endif
 
-.PHONY: build demo test lint toy clean-demo bench bench-kernels
+.PHONY: build demo test lint toy clean-demo bench bench-kernels fuzz
 
 build:
 	cargo build --release
@@ -49,6 +50,29 @@ bench: build
 # GFLOP/s of the kernels module alone, at the model's shapes (no PyTorch).
 bench-kernels:
 	cargo bench --bench kernels
+
+# Fuzzing (fuzz/harness.rs says what each target reads): cargo-fuzz is installed into
+# .tools/ on first use; libFuzzer runs on stable Rust without a sanitizer (-s none), with
+# debug assertions (-a) so overflows count as crashes. Inputs it finds interesting grow
+# under $(FUZZ_WORK)/corpus/, so a second run goes on from the first. A crash stops the run
+# and leaves its input in fuzz/artifacts/<target>/: fix it, then keep the input under
+# tests/fixtures/fuzz/<target>/, where `make test` replays it. The corpus target's memory
+# grows ~2.5 MB a second (HF tokenizers keeps a few KB per tokenizer trained and used, and the
+# target trains one per input), hence the 8 GB limit instead of libFuzzer's 2 GB.
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS ?= corpus checkpoint translate
+CARGO_FUZZ := $(abspath .tools/cargo-fuzz/bin/cargo-fuzz)
+FUZZ_WORK := $(abspath $(TARGET_DIR)/fuzz-work)
+fuzz: $(CARGO_FUZZ)
+	NMT_FUZZ_SEEDS=$(FUZZ_WORK)/seeds cargo test --release --test fuzz_regressions -- --ignored write_fuzz_seeds
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+		mkdir -p $(FUZZ_WORK)/corpus/$$t && \
+		$(CARGO_FUZZ) run -s none -a $$t $(FUZZ_WORK)/corpus/$$t $(FUZZ_WORK)/seeds/$$t -- \
+			-max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=8192 -print_final_stats=1 || exit 1; \
+	done
+
+$(CARGO_FUZZ):
+	cargo install --locked cargo-fuzz --version 0.13.1 --root $(abspath .tools/cargo-fuzz)
 
 # Regenerate corpora/toy/ (deterministic).
 toy:

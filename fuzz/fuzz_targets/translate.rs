@@ -1,0 +1,7 @@
+//! `cargo fuzz run -s none translate`: see harness.rs for what the input bytes mean.
+#![no_main]
+
+#[path = "../harness.rs"]
+mod harness;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::translate(data));
