@@ -4,6 +4,7 @@
 #   make test   formatting, lints and the whole test suite.
 #   make bench  nmt against PyTorch on the same model (installs torch into .venv-bench if needed).
 #   make bench-kernels  the kernels module's products alone, in GFLOP/s.
+#   make serve-bench  nmt serve under 1, 8 and 64 clients on loopback; writes docs/serving.md.
 #   make fuzz   the cargo-fuzz targets (fuzz/), FUZZ_SECONDS each (default 600).
 
 # The binary cargo builds: under $CARGO_TARGET_DIR when it is set, else ./target.
@@ -19,7 +20,7 @@ export NMT_CORPORA := $(abspath ../shared/corpora)
 endif
 endif
 
-.PHONY: build demo test lint toy clean-demo bench bench-kernels fuzz
+.PHONY: build demo test lint toy clean-demo bench bench-kernels fuzz serve-bench
 
 build:
 	cargo build --release
@@ -50,6 +51,11 @@ bench: build
 # GFLOP/s of the kernels module alone, at the model's shapes (no PyTorch).
 bench-kernels:
 	cargo bench --bench kernels
+
+# `nmt serve` with the demo model under load, beside `nmt translate --batch-size 32`.
+serve-bench: build
+	@[ -d $(DEMO) ] || $(MAKE) demo
+	NMT_BIN=$(NMT) NMT_SERVE_MODEL=$(DEMO) python3 tools/serve_bench.py
 
 # Fuzzing (fuzz/harness.rs says what each target reads): cargo-fuzz is installed into
 # .tools/ on first use; libFuzzer runs on stable Rust without a sanitizer (-s none), with

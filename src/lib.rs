@@ -25,7 +25,7 @@
 //! layer 5: checkpoint
 //! layer 6: hub, card, inference
 //! layer 7: evaluation, plot, train
-//! layer 8: experiment, bench
+//! layer 8: experiment, bench, serve
 //! layer 9: cli
 //! ```
 
@@ -54,6 +54,7 @@ pub mod plot;
 pub mod rng;
 pub mod run_log;
 pub mod search;
+pub mod serve;
 pub mod tensor_data;
 pub mod tokenizer;
 pub mod train;

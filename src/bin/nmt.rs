@@ -65,6 +65,7 @@ fn run(command: Command) -> Result<()> {
     match command {
         Command::Train(a) => cli::train::run(a),
         Command::Translate(a) => cli::translate::run(a),
+        Command::Serve(a) => cli::serve::run(a),
         Command::Eval(a) => cli::eval::run(a),
         Command::Score(a) => cli::score::run(a),
         Command::Plot(a) => cmd_plot(a),

@@ -20,6 +20,7 @@ pub mod loading;
 pub mod output;
 pub mod score;
 mod search_args;
+pub mod serve;
 pub mod train;
 mod train_args;
 pub mod translate;
@@ -90,6 +91,11 @@ pub enum Command {
     /// Experiments made of several training runs.
     #[command(subcommand)]
     Experiment(ExperimentCommand),
+    /// Serve models over HTTP: a JSON API and a page to try them in a browser.
+    #[command(
+        after_help = "Examples:\n  nmt serve --model checkpoints/de-en\n  curl -s localhost:8080/v1/translate -d '{\"text\": \"Ein Hund läuft.\"}'\n\nRoutes: POST /v1/translate ({\"text\": \"...\"} or {\"texts\": [...]}, optional model, beam,\nn_best, max_len_ratio, min_len, length_penalty, length_alpha), GET /v1/models, GET /health,\nGET /metrics (Prometheus) and GET / (the page). Requests arriving together share one beam\nsearch. SIGTERM or Ctrl-C stops after the requests in flight."
+    )]
+    Serve(serve::ServeArgs),
     /// Print a shell completion script.
     #[command(
         after_help = "Example:\n  nmt completions bash > ~/.local/share/bash-completion/completions/nmt"
@@ -127,6 +133,7 @@ impl Command {
             Command::Eval(a) => Some(a.search.threads),
             Command::Score(a) => Some(a.threads),
             Command::Bench(a) => Some(a.threads),
+            Command::Serve(a) => Some(a.search.threads),
             Command::Experiment(ExperimentCommand::Depth(a)) => Some(a.threads),
             _ => None,
         }
