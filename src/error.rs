@@ -45,6 +45,9 @@ pub enum Error {
     Download(String),
     #[error("training stopped: {0}")]
     Training(String),
+    /// The HTTP server failed while running (not a flag the user gave).
+    #[error("the server failed: {0}")]
+    Server(String),
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
 }
@@ -90,7 +93,9 @@ impl Error {
             | Error::Tokenize(_)
             | Error::Download(_) => ExitClass::Data,
             Error::Checkpoint { .. } | Error::Tokenizer { .. } => ExitClass::Checkpoint,
-            Error::Write { .. } | Error::Training(_) | Error::Candle(_) => ExitClass::Runtime,
+            Error::Write { .. } | Error::Training(_) | Error::Server(_) | Error::Candle(_) => {
+                ExitClass::Runtime
+            }
         }
     }
 

@@ -363,6 +363,7 @@ fn a_port_in_use_and_bad_flags_are_usage_errors() {
         (vec!["--port", port.as_str()], "cannot listen on 127.0.0.1"),
         (vec!["--timeout-s", "0"], "--timeout-s"),
         (vec!["--max-texts", "0"], "--max-texts"),
+        (vec!["--batch-window-ms", "20000"], "--batch-window-ms"),
         (vec!["--beam", "0"], "beam"),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_nmt"))

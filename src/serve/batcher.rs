@@ -33,6 +33,17 @@ pub struct Job {
     pub reply: oneshot::Sender<JobResult>,
 }
 
+impl Job {
+    /// Sends `result` (the requester may have given up: then it is dropped) and takes the
+    /// job off the queue depth.
+    fn answer(self, result: JobResult, metrics: &Metrics) {
+        metrics
+            .queue_depth
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        let _ = self.reply.send(result);
+    }
+}
+
 /// How jobs are gathered into one search.
 #[derive(Debug, Clone)]
 pub struct Batching {
@@ -75,10 +86,7 @@ fn search_together(translators: &mut [Translator], jobs: Vec<Job>, metrics: &Met
     let now = Instant::now();
     let (live, expired): (Vec<Job>, Vec<Job>) = jobs.into_iter().partition(|j| j.deadline > now);
     for job in expired {
-        metrics
-            .queue_depth
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        let _ = job.reply.send(Err(JobError::Expired));
+        job.answer(Err(JobError::Expired), metrics);
     }
     let mut groups: Vec<Vec<Job>> = Vec::new();
     for job in live {
@@ -100,20 +108,14 @@ fn search_together(translators: &mut [Translator], jobs: Vec<Job>, metrics: &Met
             Ok(all) => all.into_iter(),
             Err(e) => {
                 for job in group {
-                    metrics
-                        .queue_depth
-                        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-                    let _ = job.reply.send(Err(JobError::Failed(e.to_string())));
+                    job.answer(Err(JobError::Failed(e.to_string())), metrics);
                 }
                 continue;
             }
         };
         for job in group {
             let mine: Vec<Vec<Translation>> = answers.by_ref().take(job.texts.len()).collect();
-            metrics
-                .queue_depth
-                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-            let _ = job.reply.send(Ok(mine));
+            job.answer(Ok(mine), metrics);
         }
     }
 }

@@ -97,7 +97,7 @@ pub fn serve(
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| Error::Usage(format!("cannot start the HTTP runtime: {e}")))?;
+        .map_err(|e| Error::Server(format!("cannot start the HTTP runtime: {e}")))?;
     let addr = format!("{}:{}", cfg.host, cfg.port);
     let listener = runtime.block_on(tokio::net::TcpListener::bind(&addr)).map_err(|e| {
         Error::Usage(format!(
@@ -127,8 +127,8 @@ pub fn serve(
     });
     batcher::run(&mut translators, rx, &cfg.batching, &metrics);
     http.join()
-        .map_err(|_| Error::Usage("the HTTP server thread panicked".into()))?
-        .map_err(|e| Error::Usage(format!("the HTTP server failed: {e}")))
+        .map_err(|_| Error::Server("the HTTP thread panicked".into()))?
+        .map_err(|e| Error::Server(e.to_string()))
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
