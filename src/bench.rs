@@ -7,7 +7,7 @@ use std::time::Instant;
 use candle_core::{Device, Var};
 use serde_json::json;
 
-use crate::config::{ModelConfig, OptimizerKind, SearchConfig, BOS_ID, EOS_ID};
+use crate::config::{Attention, ModelConfig, OptimizerKind, SearchConfig, BOS_ID, EOS_ID};
 use crate::data::batch::{Batch, Example};
 use crate::error::{Error, Result};
 use crate::inference::scorer::ModelScorer;
@@ -44,6 +44,9 @@ pub struct BenchArgs {
     /// Embedding size.
     #[arg(long, default_value_t = 256)]
     pub emb: usize,
+    /// Luong attention with input feeding (none: the paper's model).
+    #[arg(long, value_enum, default_value_t = Attention::None)]
+    pub attention: Attention,
     /// Source vocabulary size.
     #[arg(long, default_value_t = 8000)]
     pub src_vocab: usize,
@@ -144,16 +147,20 @@ pub fn run(a: &BenchArgs) -> Result<(String, serde_json::Value)> {
         emb: a.emb,
         hidden: a.hidden,
         layers: a.layers,
+        attention: a.attention,
         ..ModelConfig::default()
     };
     cfg.validate()?;
     let mut rng = Rng::new(a.seed + 1);
     let init = params::init_uniform(&cfg, a.seed, &dev)?;
     let started = Instant::now();
-    let shape = format!(
+    let mut shape = format!(
         "L={} E={} H={} V={}/{} B={} S={}",
         a.layers, a.emb, a.hidden, a.src_vocab, a.tgt_vocab, a.batch, a.src_len
     );
+    if a.attention.is_on() {
+        shape.push_str(&format!(" attention={}", a.attention.name()));
+    }
     let (summary, result) = match a.mode {
         BenchMode::Train => {
             let mut names: Vec<&String> = init.keys().collect();
@@ -182,12 +189,24 @@ pub fn run(a: &BenchArgs) -> Result<(String, serde_json::Value)> {
             for step in 0..a.warmup + a.steps {
                 let t0 = Instant::now();
                 let n = batch.tgt_tokens as f64;
-                let fwd = model.forward_cpu(&batch, None, 0.0, (1.0 / n) as f32)?;
-                let loss = fwd.loss / n;
-                let t1 = Instant::now();
-                let grads = fwd.backward()?;
-                let t2 = Instant::now();
-                opt.step_named(&grads, a.lr)?;
+                let (loss, t1, t2);
+                if cfg.attention.is_on() {
+                    // As training runs it: Candle's autograd over the step-by-step decoder.
+                    let (sum, _) = model.forward_train(&batch, None, 0.0)?;
+                    let mean = (sum / n)?;
+                    loss = mean.to_scalar::<f32>()? as f64;
+                    t1 = Instant::now();
+                    let grads = mean.backward()?;
+                    t2 = Instant::now();
+                    opt.step(&grads, a.lr)?;
+                } else {
+                    let fwd = model.forward_cpu(&batch, None, 0.0, (1.0 / n) as f32)?;
+                    loss = fwd.loss / n;
+                    t1 = Instant::now();
+                    let grads = fwd.backward()?;
+                    t2 = Instant::now();
+                    opt.step_named(&grads, a.lr)?;
+                }
                 let t3 = Instant::now();
                 losses.push(loss);
                 if step >= a.warmup {

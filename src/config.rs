@@ -28,6 +28,37 @@ pub struct ModelConfig {
     pub eos_id: u32,
     /// Sutskever et al.: the encoder reads the source backwards.
     pub reverse_source: bool,
+    /// Luong et al. (2015) global attention over the encoder's top layer, with input
+    /// feeding; `none` is the paper's model (and what a config.json without the field means).
+    #[serde(default)]
+    pub attention: Attention,
+}
+
+/// How the decoder looks at the source (Luong et al. 2015, global attention).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Attention {
+    /// No attention: the encoder's final state is all the decoder sees (Sutskever et al.).
+    #[default]
+    None,
+    /// score(h_t, h_s) = h_t . h_s.
+    Dot,
+    /// score(h_t, h_s) = (W_a h_t) . h_s, with a learned `W_a (H, H)`.
+    General,
+}
+
+impl Attention {
+    pub fn is_on(self) -> bool {
+        self != Attention::None
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Attention::None => "none",
+            Attention::Dot => "dot",
+            Attention::General => "general",
+        }
+    }
 }
 
 impl Default for ModelConfig {
@@ -43,6 +74,7 @@ impl Default for ModelConfig {
             bos_id: BOS_ID,
             eos_id: EOS_ID,
             reverse_source: true,
+            attention: Attention::None,
         }
     }
 }
@@ -54,7 +86,14 @@ impl ModelConfig {
         let (e, h, l) = (self.emb as u64, self.hidden as u64, self.layers as u64);
         let lstm = 4 * h * (e + h) + 8 * h + (l.saturating_sub(1)) * (4 * h * (2 * h) + 8 * h);
         let (sv, tv) = (self.src_vocab as u64, self.tgt_vocab as u64);
-        (sv + tv) * e + 2 * lstm + tv * h + tv
+        // Attention: input feeding widens decoder layer 0's input by H; W_out (H, 2H), and
+        // W_a (H, H) for `general`.
+        let attention = match self.attention {
+            Attention::None => 0,
+            Attention::Dot => 4 * h * h + 2 * h * h,
+            Attention::General => 4 * h * h + 3 * h * h,
+        };
+        (sv + tv) * e + 2 * lstm + attention + tv * h + tv
     }
 
     pub fn validate(&self) -> Result<()> {

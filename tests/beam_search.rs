@@ -116,6 +116,7 @@ fn brute_force(s: &HashScorer, src: &[u32], c: &SearchConfig) -> Vec<Hypothesis>
                     tokens: hist.clone(),
                     log_prob: score,
                     score: norm,
+                    alignment: Vec::new(),
                 });
             } else if len == max_len {
                 let mut t = hist.clone();
@@ -124,6 +125,7 @@ fn brute_force(s: &HashScorer, src: &[u32], c: &SearchConfig) -> Vec<Hypothesis>
                     tokens: t,
                     log_prob: score,
                     score: norm,
+                    alignment: Vec::new(),
                 });
             } else {
                 let mut t = hist.clone();

@@ -95,6 +95,7 @@ pub fn run(a: DepthArgs) -> Result<()> {
         vocab_size: a.vocab_size.unwrap_or(p.vocab_size),
         emb: a.emb.unwrap_or(p.emb),
         hidden: a.hidden.unwrap_or(p.hidden),
+        attention: a.attention.unwrap_or_default(),
         train,
         beam: a.beam.unwrap_or(p.beam),
     };

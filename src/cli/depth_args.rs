@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::CorpusArgs;
-use crate::config::{OptimizerKind, Schedule};
+use crate::config::{Attention, OptimizerKind, Schedule};
 use crate::experiment::sweep::Preset;
 
 /// `nmt experiment depth`'s options; unset ones come from --preset.
@@ -48,6 +48,9 @@ pub struct DepthArgs {
     /// Embedding size.
     #[arg(long)]
     pub emb: Option<usize>,
+    /// Luong attention in every depth's model: none (the preset's), dot or general.
+    #[arg(long, value_enum)]
+    pub attention: Option<Attention>,
     /// Size of the joint BPE vocabulary (one tokenizer for both sides, trained once).
     #[arg(long)]
     pub vocab_size: Option<usize>,

@@ -71,6 +71,11 @@ pub struct TranslateArgs {
     /// Replace an existing --output file.
     #[arg(long)]
     pub overwrite: bool,
+    /// Also print each translation's hard alignment from the attention (models trained
+    /// with --attention): `text ||| 0-0 2-1`, source-target subword indices from 0, the
+    /// source subword each target subword attended to most (a TSV column, a JSON field).
+    #[arg(long)]
+    pub alignments: bool,
     #[command(flatten)]
     pub search: SearchArgs,
     /// Sentences to translate.

@@ -62,6 +62,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
             layers: a.layers,
             hidden: a.hidden,
             emb: a.emb,
+            attention: a.attention,
             src_vocab: a.vocab_size,
             tgt_vocab: a.vocab_size,
             ..ModelConfig::default()

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::Args;
 use serde::Serialize;
 
-use crate::config::{Metric, OptimizerKind, Schedule};
+use crate::config::{Attention, Metric, OptimizerKind, Schedule};
 
 /// Where parallel data comes from: explicit files, or a known corpus.
 #[derive(Debug, Clone, Args, Serialize)]
@@ -83,6 +83,9 @@ pub struct TrainArgs {
     /// Embedding size.
     #[arg(long, default_value_t = 256)]
     pub emb: usize,
+    /// Luong global attention with input feeding: none (the paper's model), dot or general.
+    #[arg(long, value_enum, default_value_t = Attention::None)]
+    pub attention: Attention,
     /// Subword vocabulary size of each side's BPE tokenizer.
     #[arg(long, default_value_t = 8000)]
     pub vocab_size: usize,

@@ -119,6 +119,7 @@ fn train_spec(
             layers,
             hidden: s.hidden,
             emb: s.emb,
+            attention: s.attention,
             ..ModelConfig::default()
         },
         vocab_size: s.vocab_size,
@@ -173,6 +174,7 @@ pub fn run(spec: &DepthSpec, device: &Device, interrupt: &AtomicBool) -> Result<
             layers: d,
             hidden: s.hidden,
             emb: s.emb,
+            attention: s.attention,
             ..ModelConfig::default()
         }
         .validate()?;

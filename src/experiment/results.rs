@@ -100,6 +100,7 @@ fn collect(spec: &DepthSpec, layers: usize) -> Result<DepthResult> {
         layers,
         hidden: s.hidden,
         emb: s.emb,
+        attention: s.attention,
         src_vocab: vocab,
         tgt_vocab: vocab,
         ..ModelConfig::default()

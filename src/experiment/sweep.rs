@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{OptimizerKind, Schedule, TrainConfig};
+use crate::config::{Attention, OptimizerKind, Schedule, TrainConfig};
 use crate::error::Result;
 use crate::train::state;
 
@@ -35,6 +35,9 @@ pub struct Settings {
     pub vocab_size: usize,
     pub emb: usize,
     pub hidden: usize,
+    /// Luong attention in every depth's model (a sweep file without it: none).
+    #[serde(default)]
+    pub attention: Attention,
     /// Training options of every depth; `epochs` is the cap on epochs per depth.
     pub train: TrainConfig,
     /// Beam width of the test translations.

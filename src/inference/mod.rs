@@ -38,6 +38,9 @@ pub struct Translation {
     pub log_prob: f32,
     /// Output subwords (EOS excluded).
     pub tokens: usize,
+    /// Hard alignment, one `(source subword, target subword)` index pair per output subword
+    /// (0-based; the source position each attended to most). Empty without attention.
+    pub alignment: Vec<(u32, u32)>,
 }
 
 /// Models (one, or an ensemble sharing one target vocabulary) with the target tokenizer and
@@ -91,6 +94,14 @@ impl Translator {
         &self.members[0].model
     }
 
+    /// The first member with attention (whose alignments search reports), if any.
+    pub fn attending_model(&self) -> Option<&Seq2Seq> {
+        self.members
+            .iter()
+            .map(|m| &m.model)
+            .find(|m| m.attention().is_some())
+    }
+
     /// The source tokenizer of the first model (the one search lengths are measured in).
     pub fn src_tok(&self) -> &SubwordTokenizer {
         &self.members[0].src_tok
@@ -122,6 +133,7 @@ impl Translator {
             score: 0.0,
             log_prob: 0.0,
             tokens: 0,
+            alignment: Vec::new(),
         };
         let mut out = vec![vec![empty]; lines.len()];
         let cfg = &first.model.cfg;
@@ -137,6 +149,7 @@ impl Translator {
                             score: h.score,
                             log_prob: h.log_prob,
                             tokens: h.tokens.len(),
+                            alignment: (0..).zip(&h.alignment).map(|(t, &s)| (s, t)).collect(),
                         })
                     })
                     .collect::<Result<_>>()?;

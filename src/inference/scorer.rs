@@ -5,6 +5,7 @@ use candle_core::Tensor;
 
 use crate::data::batch::encode_sources;
 use crate::error::{Error, Result};
+use crate::model::attention::{first_feed, peaks, Memory};
 use crate::model::decode_step::{DecodeWeights, StepState};
 use crate::model::lstm::LstmState;
 use crate::model::Seq2Seq;
@@ -35,6 +36,14 @@ impl<'a> ModelScorer<'a> {
 /// The decoder state between search steps.
 pub enum DecoderState {
     Tensors(LstmState),
+    /// The tensor path of a model with attention: the LSTM state, the last attentional
+    /// vectors `(R, H)`, each row's memory, and the last step's peaks (see `Scorer::peaks`).
+    Attending {
+        lstm: LstmState,
+        feed: Tensor,
+        memory: Memory,
+        peak: Vec<u32>,
+    },
     Cpu(StepState),
 }
 
@@ -54,10 +63,22 @@ impl Scorer for ModelScorer<'_> {
             None => sources.to_vec(),
         };
         let (src, mask) = encode_sources(&sources, &self.model.cfg, self.model.device())?;
-        let state = self.model.encode(&src, mask.as_ref())?;
+        if self.model.attention().is_none() {
+            let state = self.model.encode(&src, mask.as_ref())?;
+            return Ok(match self.fast {
+                Some(w) => DecoderState::Cpu(w.state_from(&state, None)?),
+                None => DecoderState::Tensors(state),
+            });
+        }
+        let (state, memory) = self.model.encode_memory(&src, mask.as_ref())?;
         Ok(match self.fast {
-            Some(w) => DecoderState::Cpu(w.state_from(&state)?),
-            None => DecoderState::Tensors(state),
+            Some(w) => DecoderState::Cpu(w.state_from(&state, Some(&memory))?),
+            None => DecoderState::Attending {
+                feed: first_feed(sources.len(), self.model.cfg.hidden, &memory.states)?,
+                lstm: state,
+                memory,
+                peak: vec![0; sources.len()],
+            },
         })
     }
 
@@ -70,6 +91,26 @@ impl Scorer for ModelScorer<'_> {
                 let logits = self.model.project(&top.squeeze(0)?)?;
                 *out = logits.flatten_all()?.to_vec1::<f32>()?;
                 DecoderState::Tensors(next)
+            }
+            (
+                DecoderState::Attending {
+                    lstm, feed, memory, ..
+                },
+                _,
+            ) => {
+                let ids = Tensor::from_slice(prev, prev.len(), self.model.device())?;
+                let (vector, weights, next) = self.model.attend_step(&ids, lstm, feed, memory)?;
+                *out = self
+                    .model
+                    .project(&vector)?
+                    .flatten_all()?
+                    .to_vec1::<f32>()?;
+                DecoderState::Attending {
+                    lstm: next,
+                    feed: vector,
+                    peak: peaks(&weights, memory, self.model.cfg.reverse_source)?,
+                    memory: memory.clone(),
+                }
             }
             (DecoderState::Cpu(_), None) => {
                 return Err(Error::Config(
@@ -89,7 +130,30 @@ impl Scorer for ModelScorer<'_> {
                 let idx = Tensor::from_vec(idx, rows.len(), self.model.device())?;
                 DecoderState::Tensors(s.select_rows(&idx)?)
             }
+            DecoderState::Attending {
+                lstm,
+                feed,
+                memory,
+                peak,
+            } => {
+                let idx: Vec<u32> = rows.iter().map(|&r| r as u32).collect();
+                let idx = Tensor::from_vec(idx, rows.len(), self.model.device())?;
+                DecoderState::Attending {
+                    lstm: lstm.select_rows(&idx)?,
+                    feed: feed.index_select(&idx, 0)?,
+                    memory: memory.select_rows(&idx)?,
+                    peak: rows.iter().map(|&r| peak[r]).collect(),
+                }
+            }
         })
+    }
+
+    fn peaks(&self, state: &DecoderState) -> Option<Vec<u32>> {
+        match state {
+            DecoderState::Attending { peak, .. } => Some(peak.clone()),
+            DecoderState::Cpu(s) => s.attention.as_ref().map(|a| a.peak.clone()),
+            DecoderState::Tensors(_) => None,
+        }
     }
 
     fn vocab_size(&self) -> usize {

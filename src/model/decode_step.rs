@@ -6,6 +6,8 @@ use candle_core::{DType, Device, Tensor};
 
 use rayon::prelude::*;
 
+use super::attention::Memory;
+use super::decode_attention::{activate, contexts, AttentionState, StepMemory};
 use super::lstm::cell::lstm_cell;
 use super::lstm::LstmState;
 use super::Seq2Seq;
@@ -61,6 +63,9 @@ pub struct DecodeWeights {
     layers: Vec<StepMatrix>,
     /// `(V, H)` and `(V)`.
     proj: StepMatrix,
+    /// Luong attention's `W_a (H, H)` (general only) and `W_c (H, 2H)`, zero biases.
+    attention: Option<(Option<StepMatrix>, StepMatrix)>,
+    reverse_source: bool,
 }
 
 /// The decoder state of `rows` hypotheses: `h` and `c` are `(layers, rows, H)`.
@@ -70,6 +75,8 @@ pub struct StepState {
     pub hidden: usize,
     pub h: Vec<f32>,
     pub c: Vec<f32>,
+    /// The attention's memory and last attentional vectors, for a model with attention.
+    pub attention: Option<AttentionState>,
 }
 
 fn flat(t: &Tensor) -> Result<Vec<f32>> {
@@ -100,7 +107,20 @@ impl DecodeWeights {
                 .collect();
             layers.push(StepMatrix::new(w, 4 * h, bias));
         }
+        let no_bias = || vec![0f32; h];
+        let attention = match model.attention() {
+            Some(a) => Some((
+                match &a.w_in {
+                    Some(w) => Some(StepMatrix::new(flat(w)?, h, no_bias())),
+                    None => None,
+                },
+                StepMatrix::new(flat(&a.w_out)?, h, no_bias()),
+            )),
+            None => None,
+        };
         Ok(Some(DecodeWeights {
+            attention,
+            reverse_source: model.cfg.reverse_source,
             hidden: h,
             vocab: model.cfg.tgt_vocab,
             emb: model.cfg.emb,
@@ -114,8 +134,9 @@ impl DecodeWeights {
         }))
     }
 
-    /// The encoder's final state as a step state.
-    pub fn state_from(&self, s: &LstmState) -> Result<StepState> {
+    /// The encoder's final state (and, for a model with attention, its memory) as a step
+    /// state.
+    pub fn state_from(&self, s: &LstmState, memory: Option<&Memory>) -> Result<StepState> {
         let rows = s.h.first().map_or(Ok(0), |t| t.dim(0))?;
         let cat = |ts: &[candle_core::Tensor]| -> Result<Vec<f32>> {
             let mut out = Vec::with_capacity(ts.len() * rows * self.hidden);
@@ -129,6 +150,18 @@ impl DecodeWeights {
             hidden: self.hidden,
             h: cat(&s.h)?,
             c: cat(&s.c)?,
+            attention: match (&self.attention, memory) {
+                (Some(_), Some(m)) => Some(AttentionState::start(StepMemory::from_memory(
+                    m,
+                    self.reverse_source,
+                )?)),
+                (None, _) => None,
+                (Some(_), None) => {
+                    return Err(Error::Config(
+                        "a model with attention needs the encoder's memory to decode".into(),
+                    ))
+                }
+            },
         })
     }
 
@@ -158,11 +191,19 @@ impl DecodeWeights {
             hidden: h,
             h: vec![0.0; state.h.len()],
             c: vec![0.0; state.c.len()],
+            attention: None,
         };
-        let mut embedded: Vec<f32> = Vec::with_capacity(rows * self.emb);
-        for &id in prev {
+        // Layer 0 reads the embeddings of `prev`, joined by the last attentional vectors
+        // under input feeding.
+        let feed = state.attention.as_ref().map(|a| &a.feed[..]);
+        let width = self.emb + feed.map_or(0, |_| h);
+        let mut embedded: Vec<f32> = Vec::with_capacity(rows * width);
+        for (r, &id) in prev.iter().enumerate() {
             let id = id as usize;
             embedded.extend_from_slice(&self.tgt_emb[id * self.emb..(id + 1) * self.emb]);
+            if let Some(f) = feed {
+                embedded.extend_from_slice(&f[r * h..(r + 1) * h]);
+            }
         }
         let mut gates = vec![0f32; rows * 4 * h];
         let size = rows * h;
@@ -194,9 +235,40 @@ impl DecodeWeights {
             }
         }
         let top = &next.h[(self.layers.len() - 1) * size..];
+        let attended = match (&self.attention, &state.attention) {
+            (Some((w_in, w_out)), Some(att)) => {
+                let query = match w_in {
+                    Some(w) => {
+                        let mut q = vec![0f32; size];
+                        w.apply((top, &[]), rows, &mut q);
+                        q
+                    }
+                    None => top.to_vec(),
+                };
+                let mut context = vec![0f32; size];
+                let peak = contexts(att, &query, &mut context);
+                let mut vector = vec![0f32; size];
+                w_out.apply((&context, top), rows, &mut vector);
+                activate(&mut vector);
+                Some(AttentionState {
+                    memory: att.memory.clone(),
+                    sentence: att.sentence.clone(),
+                    feed: vector,
+                    peak,
+                })
+            }
+            (None, None) => None,
+            _ => {
+                return Err(Error::Config(
+                    "decoder step: the state and the weights disagree about attention".into(),
+                ))
+            }
+        };
+        let out = attended.as_ref().map_or(top, |a| &a.feed[..]);
         // Every entry is written: only growth needs initialising.
         logits.resize(rows * self.vocab, 0.0);
-        self.proj.apply((top, &[]), rows, logits);
+        self.proj.apply((out, &[]), rows, logits);
+        next.attention = attended;
         Ok(next)
     }
 }
@@ -220,6 +292,7 @@ impl StepState {
             hidden: h,
             h: pick(&self.h),
             c: pick(&self.c),
+            attention: self.attention.as_ref().map(|a| a.select_rows(rows)),
         }
     }
 }

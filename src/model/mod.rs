@@ -2,6 +2,8 @@
 //! (reversed) source; its final (h, c) of layer k starts decoder layer k; N-layer LSTM over
 //! the shifted target; a linear projection to the target vocabulary.
 
+pub mod attention;
+pub mod decode_attention;
 pub mod decode_step;
 pub mod dropout;
 pub mod lstm;
@@ -17,6 +19,7 @@ use crate::data::batch::{Batch, StepMask};
 use crate::error::{Error, Result};
 use crate::loss::output_layer::output_loss;
 use crate::loss::{masked_nll, smoothed_nll_sums};
+use attention::{first_feed, AttentionLayer, Memory};
 use dropout::Dropout;
 use lstm::{LstmLayer, LstmPath, LstmState, StackedLstm};
 
@@ -31,6 +34,8 @@ pub struct Seq2Seq {
     decoder: StackedLstm,
     proj_w: Tensor,
     proj_b: Tensor,
+    /// Luong attention with input feeding (`cfg.attention`), or None.
+    attention: Option<AttentionLayer>,
     path: LstmPath,
 }
 
@@ -62,6 +67,18 @@ impl Seq2Seq {
         };
         let src_emb = get("src_emb.weight".into())?;
         let path = LstmPath::for_device(src_emb.device());
+        let attention = if cfg.attention.is_on() {
+            Some(AttentionLayer {
+                kind: cfg.attention,
+                w_in: match cfg.attention {
+                    crate::config::Attention::General => Some(get(params::ATTN_IN.into())?),
+                    _ => None,
+                },
+                w_out: get(params::ATTN_OUT.into())?,
+            })
+        } else {
+            None
+        };
         Ok(Seq2Seq {
             cfg: cfg.clone(),
             src_emb,
@@ -70,6 +87,7 @@ impl Seq2Seq {
             decoder: stack("decoder")?,
             proj_w: get("proj.weight".into())?,
             proj_b: get("proj.bias".into())?,
+            attention,
             path,
         })
     }
@@ -107,6 +125,7 @@ impl Seq2Seq {
             decoder: stack(&self.decoder),
             proj_w: d(&self.proj_w),
             proj_b: d(&self.proj_b),
+            attention: self.attention.as_ref().map(|a| a.detached()),
             path: self.path,
         }
     }
@@ -126,7 +145,18 @@ impl Seq2Seq {
         }
         out.insert("proj.weight".into(), self.proj_w.clone());
         out.insert("proj.bias".into(), self.proj_b.clone());
+        if let Some(a) = &self.attention {
+            if let Some(w) = &a.w_in {
+                out.insert(params::ATTN_IN.into(), w.clone());
+            }
+            out.insert(params::ATTN_OUT.into(), a.w_out.clone());
+        }
         out
+    }
+
+    /// The attention layer, when the model has one.
+    pub fn attention(&self) -> Option<&AttentionLayer> {
+        self.attention.as_ref()
     }
 
     /// `ids (T, B)` u32 -> `(T, B, E)`.
@@ -141,23 +171,54 @@ impl Seq2Seq {
     /// Encodes `src (S, B)` (already in reading order, padding first; see `Batch`) and
     /// returns every encoder layer's final `(h, c)`, each `(B, H)`.
     pub fn encode(&self, src: &Tensor, mask: Option<&StepMask>) -> Result<LstmState> {
-        self.encode_with(src, mask, None)
+        Ok(self.encode_with(src, mask, None)?.1)
     }
 
+    /// As `encode`, with the encoder's top-layer outputs as attention's memory.
+    pub fn encode_memory(
+        &self,
+        src: &Tensor,
+        mask: Option<&StepMask>,
+    ) -> Result<(LstmState, Memory)> {
+        let (top, last) = self.encode_with(src, mask, None)?;
+        Ok((last, Memory::new(&top, mask)?))
+    }
+
+    /// The encoder's top outputs `(S, B, H)` and every layer's final state.
     fn encode_with(
         &self,
         src: &Tensor,
         mask: Option<&StepMask>,
         mut dropout: Option<&mut Dropout>,
-    ) -> Result<LstmState> {
+    ) -> Result<(Tensor, LstmState)> {
         let (_, b) = src.dims2()?;
         let mut x = Self::embed(&self.src_emb, src)?;
         if let Some(d) = dropout.as_deref_mut() {
             x = d.apply(&x)?;
         }
         let zero = LstmState::zeros(self.cfg.layers, b, self.cfg.hidden, self.device())?;
-        let (_, last) = self.encoder.forward(&x, &zero, mask, self.path, dropout)?;
-        Ok(last)
+        self.encoder.forward(&x, &zero, mask, self.path, dropout)
+    }
+
+    /// One attention decoder step for rows in search (tensor path): `prev (R)` u32 ids, the
+    /// state, the last attentional vector `feed (R, H)` -> (the new attentional vector
+    /// `(R, H)`, the attention weights `(R, S)`, the new state).
+    pub fn attend_step(
+        &self,
+        prev: &Tensor,
+        state: &LstmState,
+        feed: &Tensor,
+        memory: &Memory,
+    ) -> Result<(Tensor, Tensor, LstmState)> {
+        let att = self
+            .attention
+            .as_ref()
+            .ok_or_else(|| Error::Config("attend_step on a model without attention".into()))?;
+        let y = self.tgt_emb.index_select(prev, 0)?;
+        let x = Tensor::cat(&[&y, feed], 1)?.unsqueeze(0)?;
+        let (top, next) = self.decoder.forward(&x, state, None, self.path, None)?;
+        let (vector, weights) = att.attend(&top.squeeze(0)?, memory)?;
+        Ok((vector, weights, next))
     }
 
     /// Runs the decoder over `tgt_in (T, B)` from `state`: top-layer outputs `(T, B, H)` and
@@ -182,11 +243,15 @@ impl Seq2Seq {
     /// The decoder's top outputs `(T * B, H)` at every target position under teacher
     /// forcing. With `dropout`: on both embeddings, between LSTM layers, and on these outputs.
     fn teacher_top(&self, batch: &Batch, mut dropout: Option<&mut Dropout>) -> Result<Tensor> {
-        let state =
+        let (memory, state) =
             self.encode_with(&batch.src, batch.src_mask.as_ref(), dropout.as_deref_mut())?;
         let mut y = Self::embed(&self.tgt_emb, &batch.tgt_in)?;
         if let Some(d) = dropout.as_deref_mut() {
             y = d.apply(&y)?;
+        }
+        if let Some(att) = &self.attention {
+            let memory = Memory::new(&memory, batch.src_mask.as_ref())?;
+            return self.teacher_attention(att, &y, state, &memory, dropout);
         }
         let (mut top, _) =
             self.decoder
@@ -196,6 +261,37 @@ impl Seq2Seq {
         }
         let (t, b, h) = top.dims3()?;
         Ok(top.reshape((t * b, h))?)
+    }
+
+    /// The attention decoder under teacher forcing, one step at a time (input feeding makes
+    /// step t's input depend on step t-1's output): `y (T, B, E)` embedded targets ->
+    /// attentional vectors `(T * B, H)`, dropped out when training (the dropped vector is
+    /// what the next step reads, as in OpenNMT).
+    fn teacher_attention(
+        &self,
+        att: &AttentionLayer,
+        y: &Tensor,
+        mut state: LstmState,
+        memory: &Memory,
+        mut dropout: Option<&mut Dropout>,
+    ) -> Result<Tensor> {
+        let (t_len, b, _) = y.dims3()?;
+        let mut feed = first_feed(b, self.cfg.hidden, y)?;
+        let mut outs = Vec::with_capacity(t_len);
+        for t in 0..t_len {
+            let x = Tensor::cat(&[&y.get(t)?, &feed], 1)?.unsqueeze(0)?;
+            let (top, next) =
+                self.decoder
+                    .forward(&x, &state, None, self.path, dropout.as_deref_mut())?;
+            let (vector, _) = att.attend(&top.squeeze(0)?, memory)?;
+            feed = match dropout.as_deref_mut() {
+                Some(d) => d.apply(&vector)?,
+                None => vector,
+            };
+            outs.push(feed.clone());
+            state = next;
+        }
+        Ok(Tensor::stack(&outs, 0)?.reshape((t_len * b, self.cfg.hidden))?)
     }
 
     /// Forced decoding: each sentence's summed target negative log-likelihood, `(B)`.

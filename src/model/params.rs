@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor};
 
-use crate::config::ModelConfig;
+use crate::config::{Attention, ModelConfig};
 use crate::error::Result;
 use crate::rng::Rng;
 
@@ -16,9 +16,15 @@ pub fn param_shapes(cfg: &ModelConfig) -> Vec<(String, Vec<usize>)> {
         ("src_emb.weight".to_string(), vec![cfg.src_vocab, cfg.emb]),
         ("tgt_emb.weight".to_string(), vec![cfg.tgt_vocab, cfg.emb]),
     ];
+    // Input feeding: decoder layer 0 reads [embedding | previous attentional vector].
+    let feed = if cfg.attention.is_on() { h } else { 0 };
     for side in ["encoder", "decoder"] {
         for k in 0..cfg.layers {
-            let input = if k == 0 { cfg.emb } else { h };
+            let input = match (k, side) {
+                (0, "decoder") => cfg.emb + feed,
+                (0, _) => cfg.emb,
+                _ => h,
+            };
             out.push((format!("{side}.weight_ih_l{k}"), vec![4 * h, input]));
             out.push((format!("{side}.weight_hh_l{k}"), vec![4 * h, h]));
             out.push((format!("{side}.bias_ih_l{k}"), vec![4 * h]));
@@ -27,8 +33,21 @@ pub fn param_shapes(cfg: &ModelConfig) -> Vec<(String, Vec<usize>)> {
     }
     out.push(("proj.weight".to_string(), vec![cfg.tgt_vocab, h]));
     out.push(("proj.bias".to_string(), vec![cfg.tgt_vocab]));
+    // Last, so that a model without attention draws the same initial weights as before.
+    if cfg.attention == Attention::General {
+        out.push((ATTN_IN.to_string(), vec![h, h]));
+    }
+    if cfg.attention.is_on() {
+        out.push((ATTN_OUT.to_string(), vec![h, 2 * h]));
+    }
     out
 }
+
+/// Luong's `W_a (H, H)` of `general` attention (OpenNMT's `linear_in`, no bias).
+pub const ATTN_IN: &str = "attn.linear_in.weight";
+/// `W_c (H, 2H)`: the attentional vector is `tanh(W_c [context | h_t])` (OpenNMT's
+/// `linear_out`, no bias).
+pub const ATTN_OUT: &str = "attn.linear_out.weight";
 
 /// Number of scalar weights of a model with `cfg`.
 pub fn param_count(cfg: &ModelConfig) -> usize {

@@ -87,6 +87,11 @@ impl Seq2Seq {
                 "the CPU training step needs the model on the CPU".into(),
             ));
         }
+        if self.attention.is_some() {
+            return Err(Error::Training(
+                "the CPU training step has no attention yet: use forward_train".into(),
+            ));
+        }
         let (hidden, layers) = (self.cfg.hidden, self.cfg.layers);
         let src_ids = batch.src.flatten_all()?.to_vec1::<u32>()?;
         let tgt_ids = batch.tgt_in.flatten_all()?.to_vec1::<u32>()?;

@@ -15,6 +15,8 @@ struct Open {
     sentence: usize,
     tokens: Vec<u32>,
     log_prob: f32,
+    /// One source index per token, when the scorer reports `peaks`.
+    alignment: Vec<u32>,
 }
 
 /// The best `k` (score, token) of one row, best first; ties go to the lower token id.
@@ -164,6 +166,7 @@ fn search_batch<S: Scorer>(
             sentence: i,
             tokens: Vec::new(),
             log_prob: 0.0,
+            alignment: Vec::new(),
         })
         .collect();
     let mut len = 0;
@@ -176,6 +179,7 @@ fn search_batch<S: Scorer>(
             .map(|h| *h.tokens.last().unwrap_or(&bos))
             .collect();
         let stepped = scorer.step(&state, &prev, &mut log_probs)?;
+        let peaks = scorer.peaks(&stepped);
         // Each row's best extensions, rows in parallel when there are enough to pay for it
         // (a sentence's width only changes while that sentence is merged below).
         let row_best = |r: usize| {
@@ -204,23 +208,32 @@ fn search_batch<S: Scorer>(
             let mut kept = Vec::new();
             for (sc, r, v) in cands {
                 let mut tokens = open[r].tokens.clone();
+                let mut alignment = open[r].alignment.clone();
+                let mut push = |token: u32| {
+                    tokens.push(token);
+                    if let Some(p) = &peaks {
+                        alignment.push(p[r]);
+                    }
+                };
                 if v == eos || len >= max_len[s] {
                     if v != eos {
-                        tokens.push(v);
+                        push(v);
                     }
                     finished[s].push(Hypothesis {
                         tokens,
                         log_prob: sc,
                         score: cfg.normalise(sc, len),
+                        alignment,
                     });
                 } else {
-                    tokens.push(v);
+                    push(v);
                     kept.push((
                         r,
                         Open {
                             sentence: s,
                             tokens,
                             log_prob: sc,
+                            alignment,
                         },
                     ));
                 }
@@ -255,6 +268,7 @@ fn search_batch<S: Scorer>(
                 tokens: Vec::new(),
                 log_prob: f32::NEG_INFINITY,
                 score: f32::NEG_INFINITY,
+                alignment: Vec::new(),
             });
         }
         list.truncate(n_best);

@@ -67,4 +67,9 @@ impl<S: Scorer> Scorer for Ensemble<S> {
     fn vocab_size(&self) -> usize {
         self.members[0].vocab_size()
     }
+
+    /// The first member's that has them (a member with attention).
+    fn peaks(&self, state: &Self::State) -> Option<Vec<u32>> {
+        self.members.iter().zip(state).find_map(|(m, s)| m.peaks(s))
+    }
 }

@@ -25,6 +25,13 @@ pub trait Scorer {
     fn reorder(&self, state: &Self::State, rows: &[usize]) -> Result<Self::State>;
 
     fn vocab_size(&self) -> usize;
+
+    /// After a step: for each row, the source token index it attended to most when it
+    /// scored this step's tokens (models with attention; None for others). Search keeps
+    /// them as each hypothesis's alignment.
+    fn peaks(&self, _state: &Self::State) -> Option<Vec<u32>> {
+        None
+    }
 }
 
 /// One finished translation candidate.
@@ -36,6 +43,9 @@ pub struct Hypothesis {
     pub log_prob: f32,
     /// The ranking score: `log_prob` divided by the length penalty.
     pub score: f32,
+    /// For each of `tokens`, the source token index attended to most (empty when the
+    /// scorer has no attention).
+    pub alignment: Vec<u32>,
 }
 
 /// In-place log-softmax of each `vocab`-long row of `logits` (rows in parallel).
