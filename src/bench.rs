@@ -189,24 +189,12 @@ pub fn run(a: &BenchArgs) -> Result<(String, serde_json::Value)> {
             for step in 0..a.warmup + a.steps {
                 let t0 = Instant::now();
                 let n = batch.tgt_tokens as f64;
-                let (loss, t1, t2);
-                if cfg.attention.is_on() {
-                    // As training runs it: Candle's autograd over the step-by-step decoder.
-                    let (sum, _) = model.forward_train(&batch, None, 0.0)?;
-                    let mean = (sum / n)?;
-                    loss = mean.to_scalar::<f32>()? as f64;
-                    t1 = Instant::now();
-                    let grads = mean.backward()?;
-                    t2 = Instant::now();
-                    opt.step(&grads, a.lr)?;
-                } else {
-                    let fwd = model.forward_cpu(&batch, None, 0.0, (1.0 / n) as f32)?;
-                    loss = fwd.loss / n;
-                    t1 = Instant::now();
-                    let grads = fwd.backward()?;
-                    t2 = Instant::now();
-                    opt.step_named(&grads, a.lr)?;
-                }
+                let fwd = model.forward_cpu(&batch, None, 0.0, (1.0 / n) as f32)?;
+                let loss = fwd.loss / n;
+                let t1 = Instant::now();
+                let grads = fwd.backward()?;
+                let t2 = Instant::now();
+                opt.step_named(&grads, a.lr)?;
                 let t3 = Instant::now();
                 losses.push(loss);
                 if step >= a.warmup {

@@ -1,11 +1,12 @@
 //! The CPU training step (its own backward pass, `model::train_step`) against Candle's autograd
 //! over the reference graph: loss, NLL and every parameter's gradient must agree, with
-//! padded sources, dropout, label smoothing and a loss scale.
+//! padded sources, dropout, label smoothing and a loss scale; with and without attention.
 
 mod common;
 
 use candle_core::{Device, Tensor};
 use common::{rel_err, small_cfg, trainable_model};
+use nmt::config::{Attention, ModelConfig};
 use nmt::data::batch::{Batch, Example};
 use nmt::model::dropout::Dropout;
 use nmt::model::lstm::LstmPath;
@@ -17,8 +18,16 @@ const TOL: f32 = 2e-5;
 fn cpu_step_matches_autograd() {
     // Buffers the step reuses are NaN until written: an element left unwritten shows.
     nmt::kernels::scratch::poison();
-    for (layers, seed, p, smoothing) in [(1, 21, 0.0, 0.0), (3, 22, 0.3, 0.1), (2, 23, 0.5, 0.0)] {
-        let cfg = small_cfg(layers, 23, 8, 12);
+    let runs = [(1, 21, 0.0, 0.0), (3, 22, 0.3, 0.1), (2, 23, 0.5, 0.0)];
+    let kinds = [Attention::None, Attention::Dot, Attention::General];
+    for (attention, (layers, seed, p, smoothing)) in kinds
+        .into_iter()
+        .flat_map(|a| runs.into_iter().map(move |r| (a, r)))
+    {
+        let cfg = ModelConfig {
+            attention,
+            ..small_cfg(layers, 23, 8, 12)
+        };
         let (model, vars) = trainable_model(&cfg, seed);
         let mut rng = Rng::new(seed);
         // Sources of different lengths (padding inside the encoder), targets too.
@@ -75,7 +84,7 @@ fn cpu_step_matches_autograd() {
             let e = rel_err(&got, want);
             assert!(
                 e < TOL,
-                "{layers} layers, p {p}: gradient of {name} differs: relative error {e}"
+                "{attention:?}, {layers} layers, p {p}: gradient of {name} differs: relative error {e}"
             );
         }
     }

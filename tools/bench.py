@@ -21,6 +21,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NMT = os.path.abspath(os.environ.get("NMT_BIN") or os.path.join(
     os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target"), "release", "nmt"))
 SCRIPT = os.path.join(ROOT, "..", "shared", "bench", "pytorch_lstm_s2s.py")
+# Rows with --attention run nmt's copy of the baseline, which adds the same Luong decoder.
+ATTENTION_SCRIPT = os.path.join(ROOT, "tools", "pytorch_lstm_s2s_attention.py")
 
 # (name, mode, flags, target ratio)
 CONFIGS = [
@@ -32,6 +34,9 @@ CONFIGS = [
     ("beam 5, batch 1", "decode-beam", ["--beam", "5", "--batch", "1"], 3.0),
     ("beam 5, batch 32", "decode-beam", ["--beam", "5", "--batch", "32"], 1.5),
     ("greedy, batch 32", "decode-greedy", ["--batch", "32"], 1.5),
+    ("attention: train L=4 256", "train", ["--layers", "4", "--attention", "general"], 1.25),
+    ("attention: beam 5, batch 32", "decode-beam", ["--beam", "5", "--batch", "32",
+                                                    "--attention", "general"], 1.5),
 ]
 COMMON = ["--threads", "2"]
 # Each configuration runs this many times per tool, alternating, and each tool's figure is the
@@ -123,7 +128,8 @@ def main():
                         nmt_phases.append([result[k] for k in ("ms_per_step_median", "ms_forward_median",
                                                                "ms_backward_median", "ms_update_median")])
                 else:
-                    _, peak = run([py, SCRIPT, mode, *flags, *COMMON, "--json", jt])
+                    script = ATTENTION_SCRIPT if "--attention" in flags else SCRIPT
+                    _, peak = run([py, script, mode, *flags, *COMMON, "--json", jt])
                     result = last_json(jt)["result"]
                 figs[who].append(figure(mode, result))
                 rss[who] = max(rss[who], peak)
@@ -151,7 +157,9 @@ def main():
         "",
         f"Measured by `make bench` on {time.strftime('%Y-%m-%d')}: {cpu}, {os.cpu_count()} cores, "
         f"both tools on 2 threads; PyTorch {torch_version} (its default CPU path) running "
-        "`shared/bench/pytorch_lstm_s2s.py` with the same flags, alternating with `nmt bench` in one run. "
+        "`shared/bench/pytorch_lstm_s2s.py` with the same flags (the attention rows: nmt's copy of it, "
+        "`tools/pytorch_lstm_s2s_attention.py`, which adds Luong general attention with input feeding as "
+        "OpenNMT-py builds it), alternating with `nmt bench` in one run. "
         f"Each figure is the median of {n_rounds} runs per tool, alternating, each run's figure the median "
         "over 20 timed steps after 3 warm-up steps; ratios are nmt / PyTorch; peak RSS is the largest of the runs.",
         "",

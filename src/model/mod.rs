@@ -3,6 +3,7 @@
 //! the shifted target; a linear projection to the target vocabulary.
 
 pub mod attention;
+pub mod attention_train;
 pub mod decode_attention;
 pub mod decode_step;
 pub mod dropout;

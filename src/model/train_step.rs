@@ -13,6 +13,8 @@ use std::sync::Arc;
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 
+use super::attention_train::pass::AttentionPass;
+use super::attention_train::Sizes;
 use super::dropout::Dropout;
 use super::lstm::fused_layer::{Activations, LstmLayerOp};
 use super::lstm::weights::Weights;
@@ -21,7 +23,7 @@ use super::Seq2Seq;
 use crate::data::batch::Batch;
 use crate::error::{Error, Result};
 use crate::kernels::scratch;
-use crate::loss::output_layer::OutputLoss;
+use crate::loss::output_layer::{OutputLoss, Pass};
 use crate::optim::Gradient;
 use crate::tensor_data::storage_f32;
 
@@ -65,6 +67,8 @@ pub struct CpuForward<'a> {
     encoder: Vec<LayerTape>,
     decoder: Vec<LayerTape>,
     top_mask: Option<Vec<f32>>,
+    /// The attention decoder's pass, in place of `decoder` (empty then).
+    attention: Option<AttentionPass>,
     /// The output layer's gradients (h, W, b), already times the loss scale.
     d_top: Vec<f32>,
     d_proj_w: Vec<f32>,
@@ -85,11 +89,6 @@ impl Seq2Seq {
         if !self.device().is_cpu() {
             return Err(Error::Training(
                 "the CPU training step needs the model on the CPU".into(),
-            ));
-        }
-        if self.attention.is_some() {
-            return Err(Error::Training(
-                "the CPU training step has no attention yet: use forward_train".into(),
             ));
         }
         let (hidden, layers) = (self.cfg.hidden, self.cfg.layers);
@@ -116,6 +115,36 @@ impl Seq2Seq {
             })
             .collect();
         let (y, mask) = embed_dropped(&self.tgt_emb, &tgt_ids, "tgt_emb.weight", &mut dropout)?;
+        if let Some(att) = &self.attention {
+            let memory = encoder
+                .last()
+                .map_or(&[][..], |tape| &tape.out[..s_len * bh]);
+            let valid = batch.src_mask.as_ref().map(|m| m.flags.clone());
+            let sizes = Sizes {
+                steps: t_len,
+                batch: b,
+                source: s_len,
+                hidden,
+                emb: self.cfg.emb,
+            };
+            let inputs = (&y[..], mask, &init[..], memory, valid.as_deref());
+            let pass = AttentionPass::run(self, att, sizes, inputs, &mut dropout)?;
+            let out = self.output_pass(batch, &pass.tape.out, smoothing, loss_scale)?;
+            return Ok(CpuForward {
+                model: self,
+                loss: out.loss,
+                nll: out.nll,
+                src_ids,
+                tgt_ids,
+                encoder,
+                decoder: Vec::new(),
+                top_mask: None,
+                attention: Some(pass),
+                d_top: out.grads.dh,
+                d_proj_w: out.grads.dw,
+                d_proj_b: out.grads.db,
+            });
+        }
         let decoder = run_stack(
             &self.decoder.layers,
             y,
@@ -138,47 +167,85 @@ impl Seq2Seq {
             None => Cow::Borrowed(top),
         };
 
-        let targets = batch.tgt_out.flatten_all()?.to_vec1::<u32>()?;
-        let target_mask = batch.tgt_mask.flatten_all()?.to_vec1::<f32>()?;
-        let out = OutputLoss::new(targets, target_mask, smoothing as f32);
-        out.check_targets(self.cfg.tgt_vocab)?;
-        let pass = {
-            let (ws, wl) = self.proj_w.storage_and_layout();
-            let (bs, bl) = self.proj_b.storage_and_layout();
-            out.pass(
-                &top,
-                storage_f32(&ws, wl, "proj.weight")?,
-                storage_f32(&bs, bl, "proj.bias")?,
-                loss_scale,
-                0.0,
-            )
-        };
+        let out = self.output_pass(batch, &top, smoothing, loss_scale)?;
         Ok(CpuForward {
             model: self,
-            loss: pass.loss,
-            nll: pass.nll,
+            loss: out.loss,
+            nll: out.nll,
             src_ids,
             tgt_ids,
             encoder,
             decoder,
             top_mask,
-            d_top: pass.grads.dh,
-            d_proj_w: pass.grads.dw,
-            d_proj_b: pass.grads.db,
+            attention: None,
+            d_top: out.grads.dh,
+            d_proj_w: out.grads.dw,
+            d_proj_b: out.grads.db,
         })
+    }
+
+    /// The output layer and loss over the decoder's outputs `top (T * B, H)`.
+    fn output_pass(
+        &self,
+        batch: &Batch,
+        top: &[f32],
+        smoothing: f64,
+        loss_scale: f32,
+    ) -> Result<Pass> {
+        let targets = batch.tgt_out.flatten_all()?.to_vec1::<u32>()?;
+        let target_mask = batch.tgt_mask.flatten_all()?.to_vec1::<f32>()?;
+        let out = OutputLoss::new(targets, target_mask, smoothing as f32);
+        out.check_targets(self.cfg.tgt_vocab)?;
+        let (ws, wl) = self.proj_w.storage_and_layout();
+        let (bs, bl) = self.proj_b.storage_and_layout();
+        Ok(out.pass(
+            top,
+            storage_f32(&ws, wl, "proj.weight")?,
+            storage_f32(&bs, bl, "proj.bias")?,
+            loss_scale,
+            0.0,
+        ))
     }
 }
 
 impl CpuForward<'_> {
     /// The backward pass: every parameter's gradient by name (the names of
     /// `Seq2Seq::named_tensors`); the embeddings' as their batch rows only.
-    pub fn backward(self) -> Result<HashMap<String, Gradient>> {
+    pub fn backward(mut self) -> Result<HashMap<String, Gradient>> {
         let m = self.model;
         let mut grads = HashMap::new();
-        grads.insert("proj.weight".into(), dense(self.d_proj_w, &m.proj_w)?);
-        grads.insert("proj.bias".into(), dense(self.d_proj_b, &m.proj_b)?);
+        let d_top = std::mem::take(&mut self.d_top);
+        let d_w = std::mem::take(&mut self.d_proj_w);
+        let d_b = std::mem::take(&mut self.d_proj_b);
+        grads.insert("proj.weight".into(), Gradient::dense_like(d_w, &m.proj_w)?);
+        grads.insert("proj.bias".into(), Gradient::dense_like(d_b, &m.proj_b)?);
 
-        let mut d_hs = self.d_top;
+        let mut d_above: Option<Vec<f32>> = None;
+        let d_init = match &self.attention {
+            Some(pass) => {
+                let (d_init, d_y, d_mem) = pass.backward(m, &d_top, &mut grads)?;
+                grads.insert(
+                    "tgt_emb.weight".into(),
+                    embedding_grad(&m.tgt_emb, &self.tgt_ids, &d_y)?,
+                );
+                // The encoder's top layer also fed every step's attention.
+                d_above = Some(d_mem);
+                d_init
+            }
+            None => self.plain_decoder_backward(d_top, &mut grads)?,
+        };
+        self.encoder_backward(d_init, d_above, &mut grads)?;
+        Ok(grads)
+    }
+
+    /// The plain decoder's backward pass from the output layer's gradient; returns the
+    /// gradients of its initial states.
+    fn plain_decoder_backward(
+        &self,
+        mut d_hs: Vec<f32>,
+        grads: &mut HashMap<String, Gradient>,
+    ) -> Result<Vec<Vec<f32>>> {
+        let m = self.model;
         if let Some(mask) = &self.top_mask {
             multiply(&mut d_hs, mask);
         }
@@ -194,7 +261,7 @@ impl CpuForward<'_> {
                 &m.decoder.layers[k],
                 "decoder",
                 k,
-                &mut grads,
+                grads,
             )?;
             d_init[k] = hc0;
             d_hs = d_x;
@@ -203,8 +270,20 @@ impl CpuForward<'_> {
             "tgt_emb.weight".into(),
             embedding_grad(&m.tgt_emb, &self.tgt_ids, &d_hs)?,
         );
+        Ok(d_init)
+    }
+}
 
-        let mut d_above: Option<Vec<f32>> = None;
+impl CpuForward<'_> {
+    /// The encoder's backward pass, from the gradients of its final states (and, with
+    /// attention, of its top outputs); the source embeddings' gradient.
+    fn encoder_backward(
+        &self,
+        d_init: Vec<Vec<f32>>,
+        mut d_above: Option<Vec<f32>>,
+        grads: &mut HashMap<String, Gradient>,
+    ) -> Result<()> {
+        let m = self.model;
         for (k, tape) in self.encoder.iter().enumerate().rev() {
             let (t, bh) = (tape.op.steps, tape.op.batch * tape.op.hidden);
             let mut d_out = d_above.take().unwrap_or_else(|| vec![0f32; t * bh]);
@@ -220,7 +299,7 @@ impl CpuForward<'_> {
                 &m.encoder.layers[k],
                 "encoder",
                 k,
-                &mut grads,
+                grads,
             )?;
             d_above = Some(d_x);
         }
@@ -229,7 +308,7 @@ impl CpuForward<'_> {
             "src_emb.weight".into(),
             embedding_grad(&m.src_emb, &self.src_ids, &d_x)?,
         );
-        Ok(grads)
+        Ok(())
     }
 }
 
@@ -331,11 +410,11 @@ fn layer_backward(
     let d_b = Tensor::from_vec(g.b, layer.bias_ih.shape(), &Device::Cpu)?;
     grads.insert(
         format!("{side}.weight_ih_l{k}"),
-        dense(g.w_ih, &layer.weight_ih)?,
+        Gradient::dense_like(g.w_ih, &layer.weight_ih)?,
     );
     grads.insert(
         format!("{side}.weight_hh_l{k}"),
-        dense(g.w_hh, &layer.weight_hh)?,
+        Gradient::dense_like(g.w_hh, &layer.weight_hh)?,
     );
     // b_ih and b_hh enter as their sum: both get the same gradient.
     grads.insert(format!("{side}.bias_hh_l{k}"), Gradient::Dense(d_b.clone()));
@@ -385,15 +464,6 @@ fn embedding_grad(table: &Tensor, ids: &[u32], d: &[f32]) -> Result<Gradient> {
         ids: distinct,
         rows,
     })
-}
-
-/// A dense CPU gradient of `like`'s shape.
-fn dense(data: Vec<f32>, like: &Tensor) -> Result<Gradient> {
-    Ok(Gradient::Dense(Tensor::from_vec(
-        data,
-        like.shape(),
-        &Device::Cpu,
-    )?))
 }
 
 fn multiply(x: &mut [f32], by: &[f32]) {

@@ -31,6 +31,15 @@ pub enum Gradient {
 }
 
 impl Gradient {
+    /// A dense CPU gradient from `data`, shaped like the parameter `like`.
+    pub fn dense_like(data: Vec<f32>, like: &Tensor) -> Result<Self> {
+        Ok(Gradient::Dense(Tensor::from_vec(
+            data,
+            like.shape(),
+            &candle_core::Device::Cpu,
+        )?))
+    }
+
     /// The gradient as a dense tensor shaped like `like` (a parameter: `(rows, cols)` or
     /// `(n)`).
     pub fn to_dense(&self, like: &Tensor) -> Result<Tensor> {

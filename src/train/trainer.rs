@@ -178,9 +178,7 @@ impl Run<'_> {
         } else {
             1.0 / n as f64
         };
-        // Attention's decoder runs step by step through Candle's autograd on every device
-        // (its fused CPU step is not written yet).
-        let (nll, report) = if self.device.is_cpu() && !self.cfg.attention.is_on() {
+        let (nll, report) = if self.device.is_cpu() {
             // Our own backward pass over the fused ops (model::train_step).
             let fwd = self.model.forward_cpu(
                 &batch,

@@ -253,7 +253,7 @@ impl LstmLayerOp {
 /// cell `cp`, the gradient of h arriving from outside (`dhe`) and from step t+1 (`dhn`, `dcn`).
 /// Out: the gate gradients `dg` (pre-activation), and in `dcn` the gradient for the previous
 /// cell; `dhn` is zeroed for the `dgates . W_hh` product to fill.
-fn cell_backward(
+pub fn cell_backward(
     dg: &mut [f32],
     dhn: &mut [f32],
     dcn: &mut [f32],
