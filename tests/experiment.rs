@@ -78,6 +78,8 @@ fn smoke_sweep_reports_every_depth_and_continues_exactly() {
         assert_eq!(d["valid_curve"].as_array().unwrap().len(), 4);
         let t = &d["test"];
         assert!(t["test_ppl"].as_f64().unwrap() > 1.0, "{t}");
+        // The capacity view: perplexity on a fixed sample of the training pairs.
+        assert!(t["train_ppl"].as_f64().unwrap() > 1.0, "{t}");
         assert!(t["test_bleu"].as_f64().unwrap() >= 0.0);
         assert_eq!(t["beam"], 5);
         let hyps = std::fs::read_to_string(full.join(format!("depth-{layers}/test.hyp"))).unwrap();
@@ -94,6 +96,16 @@ fn smoke_sweep_reports_every_depth_and_continues_exactly() {
         md.contains("Validation perplexity after each epoch"),
         "{md}"
     );
+    assert!(md.contains("| train ppl |"), "{md}");
+    // An evaluation written before the train perplexity existed is redone on the next call.
+    let eval_file = full.join("depth-1/evaluation.json");
+    let mut old: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&eval_file).unwrap()).unwrap();
+    let want = old["train_ppl"].clone();
+    old.as_object_mut().unwrap().remove("train_ppl");
+    std::fs::write(&eval_file, old.to_string()).unwrap();
+    ok(run(smoke(&full, &[])));
+    assert_eq!(results(&full)["depths"][0]["test"]["train_ppl"], want);
     for pic in ["depth.png", "depth.svg"] {
         assert!(
             std::fs::metadata(full.join(pic)).unwrap().len() > 1000,

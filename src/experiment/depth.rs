@@ -10,17 +10,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use candle_core::Device;
 
 use super::depth_plot;
-use super::results::{self, Evaluation};
+use super::results::{self, Evaluation, TRAIN_SAMPLE};
 use super::sweep::{
     depth_dir, progress, DepthSpec, Settings, SweepEnd, HYP_FILE, SETTINGS_FILE, TOKENIZER_FILE,
 };
 use crate::atomic_file;
 use crate::checkpoint;
 use crate::config::{ModelConfig, SearchConfig, TrainConfig};
+use crate::data::batch::encode_pairs;
 use crate::data::corpus::read_parallel;
 use crate::error::{Error, Result};
 use crate::evaluation;
-use crate::inference::Translator;
+use crate::inference::{teacher_forced_nll, Translator};
+use crate::metrics::perplexity;
 use crate::tokenizer::SubwordTokenizer;
 use crate::train::{self, StopReason, TrainSpec};
 
@@ -258,15 +260,19 @@ fn report(spec: &DepthSpec, device: &Device, say: &dyn Fn(String)) -> Result<()>
     for &d in &spec.depths {
         let dir = depth_dir(&spec.out, d);
         let Some(p) = progress(&dir)? else { continue };
-        if results::read_evaluation(&dir)
-            .is_some_and(|e| e.best_step == p.best_step && e.beam == spec.settings.beam)
-        {
+        if results::read_evaluation(&dir).is_some_and(|e| {
+            e.best_step == p.best_step && e.beam == spec.settings.beam && e.train_ppl.is_some()
+        }) {
             continue;
         }
         let e = evaluate(&dir, &spec.settings, p.best_step, device)?;
         say(format!(
-            "depth {d}: best model (step {}) test perplexity {:.2}, BLEU {:.2}, chrF2 {:.2}",
-            e.best_step, e.test_ppl, e.test_bleu, e.test_chrf
+            "depth {d}: best model (step {}) train perplexity {}, test perplexity {:.2}, BLEU {:.2}, chrF2 {:.2}",
+            e.best_step,
+            e.train_ppl.map_or("-".into(), |p| format!("{p:.2}")),
+            e.test_ppl,
+            e.test_bleu,
+            e.test_chrf
         ));
         results::write_evaluation(&dir, &e)?;
     }
@@ -276,6 +282,7 @@ fn report(spec: &DepthSpec, device: &Device, say: &dyn Fn(String)) -> Result<()>
 /// Test perplexity (teacher forced), BLEU and chrF (beam search) of the model in `dir`.
 fn evaluate(dir: &Path, s: &Settings, best_step: usize, device: &Device) -> Result<Evaluation> {
     let loaded = checkpoint::load(dir, device)?;
+    let train_ppl = train_perplexity(&loaded, s, device)?;
     let (src, refs) = read_parallel(&s.files.test.0, &s.files.test.1)?;
     let search = SearchConfig {
         beam: s.beam,
@@ -290,9 +297,29 @@ fn evaluate(dir: &Path, s: &Settings, best_step: usize, device: &Device) -> Resu
         best_step,
         beam: s.beam,
         test_ppl: scores.perplexity,
+        train_ppl: Some(train_ppl),
         test_bleu: scores.bleu.score,
         test_chrf: scores.chrf.score,
     })
+}
+
+/// Teacher-forced perplexity of `loaded` over every k-th training pair (k = ceil(pairs /
+/// `TRAIN_SAMPLE`)): the same fixed sample for every depth, with the length limit training
+/// applied.
+fn train_perplexity(loaded: &checkpoint::Loaded, s: &Settings, device: &Device) -> Result<f64> {
+    let (src, tgt) = read_parallel(&s.files.train.0, &s.files.train.1)?;
+    let every = src.len().div_ceil(TRAIN_SAMPLE).max(1);
+    let pick = |lines: Vec<String>| -> Vec<String> { lines.into_iter().step_by(every).collect() };
+    let (src, tgt) = (pick(src), pick(tgt));
+    let (examples, _) = encode_pairs(
+        &src,
+        &tgt,
+        &loaded.src_tok,
+        &loaded.tgt_tok,
+        s.train.max_len,
+    )?;
+    let (nll, tokens) = teacher_forced_nll(&loaded.model, &examples, s.train.batch_tokens, device)?;
+    Ok(perplexity(nll, tokens))
 }
 
 /// Collects every depth into results.json and results.md, and draws the plots.

@@ -20,15 +20,24 @@ const COLORS: [RGBColor; 8] = [
     RGBColor(127, 127, 127),
 ];
 
-/// (min, max) of `values` with room below and more above, or (0, 1) when there are none.
-fn range(values: impl Iterator<Item = f64>) -> (f64, f64) {
+/// (min, max) of `values` with room below and more above (at least `min_pad`), or (0, 1)
+/// when there are none.
+fn range(values: impl Iterator<Item = f64>, min_pad: f64) -> (f64, f64) {
     let (lo, hi) = values.fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
     if lo > hi {
         return (0.0, 1.0);
     }
     // Room above the curves for the legend.
-    let pad = ((hi - lo) * 0.05).max(0.5);
+    let pad = ((hi - lo) * 0.05).max(min_pad);
     (lo - pad, hi + 5.0 * pad)
+}
+
+/// The y axis of a panel: linear, or logarithmic (perplexities falling over epochs span a
+/// factor of ten; on a log axis equal ratios look equal).
+#[derive(Clone, Copy, PartialEq)]
+enum Scale {
+    Linear,
+    Log,
 }
 
 type Series<'a> = (&'a str, Vec<(f64, f64)>, RGBColor);
@@ -40,11 +49,25 @@ fn panel<DB: DrawingBackend>(
     x_desc: &str,
     x: (f64, f64),
     series: &[Series],
+    scale: Scale,
 ) -> Result<()> {
     let err = |e: DrawingAreaErrorKind<DB::ErrorType>| {
         Error::Config(format!("drawing the depth plot failed: {e}"))
     };
-    let y = range(series.iter().flat_map(|s| s.1.iter().map(|p| p.1)));
+    // A log axis draws ln(y) on a linear one and labels the ticks with y.
+    let to_axis = |v: f64| {
+        if scale == Scale::Log {
+            v.max(1e-9).ln()
+        } else {
+            v
+        }
+    };
+    let series: Vec<Series> = series
+        .iter()
+        .map(|(n, pts, c)| (*n, pts.iter().map(|&(x, y)| (x, to_axis(y))).collect(), *c))
+        .collect();
+    let min_pad = if scale == Scale::Log { 0.02 } else { 0.5 };
+    let y = range(series.iter().flat_map(|s| s.1.iter().map(|p| p.1)), min_pad);
     let mut chart = ChartBuilder::on(area)
         .caption(title, ("sans-serif", 16))
         .margin(12)
@@ -63,10 +86,14 @@ fn panel<DB: DrawingBackend>(
                 String::new()
             }
         })
+        .y_label_formatter(&|v| match scale {
+            Scale::Log => format!("{:.1}", v.exp()),
+            Scale::Linear => format!("{v:.1}"),
+        })
         .light_line_style(WHITE)
         .draw()
         .map_err(err)?;
-    for (name, points, color) in series {
+    for (name, points, color) in &series {
         if points.is_empty() {
             continue;
         }
@@ -124,7 +151,13 @@ fn draw_on<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, r: &Results) -> Res
                 per_depth(&|d| d.test.as_ref().map(|t| t.test_ppl)),
                 COLORS[3],
             ),
+            (
+                "train (sample)",
+                per_depth(&|d| d.test.as_ref().and_then(|t| t.train_ppl)),
+                COLORS[1],
+            ),
         ],
+        Scale::Linear,
     )?;
     panel(
         &areas[1],
@@ -136,6 +169,7 @@ fn draw_on<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, r: &Results) -> Res
             per_depth(&|d| d.test.as_ref().map(|t| t.test_bleu)),
             COLORS[2],
         )],
+        Scale::Linear,
     )?;
     let names: Vec<String> = depths()
         .map(|d| format!("{} layer{}", d.layers, if d.layers == 1 { "" } else { "s" }))
@@ -150,10 +184,11 @@ fn draw_on<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, r: &Results) -> Res
         .fold(1.0, f64::max);
     panel(
         &areas[2],
-        "validation perplexity per epoch",
+        "validation perplexity per epoch (log axis)",
         "epoch",
         (0.5, last + 0.5),
         &curves,
+        Scale::Log,
     )?;
     root.present().map_err(err)
 }

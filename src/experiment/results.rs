@@ -14,6 +14,10 @@ use crate::error::{Error, Result};
 use crate::model::params;
 use crate::run_log::METRICS_FILE;
 
+/// Training pairs in the sample that `Evaluation::train_ppl` is measured on: every k-th pair
+/// of the training files, k = ceil(pairs / TRAIN_SAMPLE), the same for every depth.
+pub const TRAIN_SAMPLE: usize = 5000;
+
 /// DIR/depth-N/evaluation.json: the test scores of depth N's best model.
 pub const EVALUATION_FILE: &str = "evaluation.json";
 
@@ -25,6 +29,11 @@ pub struct Evaluation {
     pub beam: usize,
     /// Teacher-forced test perplexity.
     pub test_ppl: f64,
+    /// Teacher-forced perplexity over a fixed sample of the training pairs (`TRAIN_SAMPLE`):
+    /// how well the model fits what it trained on, beside how it does on unseen text.
+    /// None in evaluations written before it was measured (they are redone).
+    #[serde(default)]
+    pub train_ppl: Option<f64>,
     pub test_bleu: f64,
     pub test_chrf: f64,
 }
@@ -158,16 +167,16 @@ pub fn markdown(r: &Results) -> String {
     let tc = &s.train;
     let mut md = String::from("# Depth sweep\n\n");
     md += &format!(
-        "Equal settings for every depth: hidden {}, embedding {}, joint BPE {} (trained once), {} lr {} ({} schedule), dropout {}, forget-gate bias {}, clip {}, batch {} tokens, seed {}; validation each epoch, stop after {} without improvement or at {} epochs; test translations with beam {}.\n\n",
-        s.hidden, s.emb, s.vocab_size, name(&tc.optimizer), tc.lr, name(&tc.schedule), tc.dropout, tc.forget_bias,
+        "Equal settings for every depth: hidden {}, embedding {}, attention {}, joint BPE {} (trained once), {} lr {} ({} schedule), dropout {}, forget-gate bias {}, clip {}, batch {} tokens, seed {}; validation each epoch, stop after {} without improvement or at {} epochs; test translations with beam {}.\n\n",
+        s.hidden, s.emb, s.attention.name(), s.vocab_size, name(&tc.optimizer), tc.lr, name(&tc.schedule), tc.dropout, tc.forget_bias,
         tc.clip_norm, tc.batch_tokens, tc.seed, tc.patience, tc.epochs, s.beam
     );
     md += &format!(
         "Command: `{}`  \n{} threads, {}\n\n",
         r.command, r.threads, r.nmt_version
     );
-    md += "| layers | parameters | status | epochs | training time | best at epoch | time to best | tokens/s | best valid ppl | test ppl | test ppl vs previous depth | BLEU | chrF2 |\n";
-    md += "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+    md += "| layers | parameters | status | epochs | training time | best at epoch | time to best | tokens/s | train ppl | best valid ppl | test ppl | test ppl vs previous depth | BLEU | chrF2 |\n";
+    md += "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
     let mut previous: Option<f64> = None;
     for d in &r.depths {
         let test_ppl = d.test.as_ref().map(|t| t.test_ppl);
@@ -177,7 +186,7 @@ pub fn markdown(r: &Results) -> String {
         };
         previous = test_ppl;
         md += &format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} |\n",
             d.layers,
             count(d.parameters),
             d.status,
@@ -186,6 +195,7 @@ pub fn markdown(r: &Results) -> String {
             opt(d.best_epoch, 0),
             d.secs_to_best.map_or("-".into(), duration),
             d.tokens_per_sec,
+            opt(d.test.as_ref().and_then(|t| t.train_ppl), 2),
             opt(d.best_valid_ppl, 2),
             opt(test_ppl, 2),
             change,
@@ -193,7 +203,10 @@ pub fn markdown(r: &Results) -> String {
             opt(d.test.as_ref().map(|t| t.test_chrf), 2),
         );
     }
-    md += "\nTraining time counts updates only (not validation or evaluation). Test scores are those of each depth's best checkpoint (lowest validation perplexity).\n\n## Validation perplexity after each epoch\n\n| epoch |";
+    md += &format!(
+        "\nTraining time counts updates only (not validation or evaluation). Test scores, and the train perplexity (teacher forced over a fixed sample of {TRAIN_SAMPLE} training pairs: far below the test perplexity, the model overfits; both high, it underfits), are those of each depth's best checkpoint (lowest validation perplexity).\n\n"
+    );
+    md += "## Validation perplexity after each epoch\n\n| epoch |";
     for d in &r.depths {
         md += &format!(
             " {} layer{} |",
