@@ -6,6 +6,8 @@
 #   make bench-kernels  the kernels module's products alone, in GFLOP/s.
 #   make serve-bench  nmt serve under 1, 8 and 64 clients on loopback; writes docs/serving.md.
 #   make fuzz   the cargo-fuzz targets (fuzz/), FUZZ_SECONDS each (default 600).
+#   make cuda-toolchain  nvcc, CUDA headers and libraries from PyPI wheels into .tools/cuda.
+#   make build-cuda      the CUDA binary ($(TARGET_DIR)/cuda/release/nmt), no GPU needed to build.
 
 # The binary cargo builds: under $CARGO_TARGET_DIR when it is set, else ./target.
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
@@ -20,7 +22,12 @@ export NMT_CORPORA := $(abspath ../shared/corpora)
 endif
 endif
 
-.PHONY: build demo test lint toy clean-demo bench bench-kernels fuzz serve-bench
+.PHONY: build demo test lint toy clean-demo bench bench-kernels fuzz serve-bench cuda-toolchain build-cuda cuda-check
+
+# The CUDA build: its own target folder, so CPU and CUDA builds do not rebuild each other.
+CUDA_TOOLS := .tools/cuda
+CUDA_ENV := $(CUDA_TOOLS)/env.sh
+CUDA_TARGET := $(TARGET_DIR)/cuda
 
 build:
 	cargo build --release
@@ -42,7 +49,25 @@ SKIPPED := $(TARGET_DIR)/tmp/skipped-tests.txt
 test: lint
 	@rm -f $(SKIPPED)
 	cargo test --release
+	@$(MAKE) --no-print-directory cuda-check
 	@if [ -s $(SKIPPED) ]; then echo "SKIPPED $$(wc -l < $(SKIPPED)) test(s):"; sed 's/^/  skipped: /' $(SKIPPED); else echo "no test skipped"; fi
+
+# Where `make cuda-toolchain` has run: lints the cuda feature's code (build scripts, kernels to
+# PTX, link); its binary needs an NVIDIA driver to start, so its tests run on a GPU machine.
+cuda-check:
+	@if [ -e $(CUDA_ENV) ]; then \
+		. ./$(CUDA_ENV) && CARGO_TARGET_DIR=$(CUDA_TARGET) cargo clippy --release --all-targets --features cuda -- -D warnings; \
+	else \
+		mkdir -p $(dir $(SKIPPED)) && echo "cuda feature check (no CUDA toolchain here: make cuda-toolchain installs one)" >> $(SKIPPED); \
+	fi
+
+cuda-toolchain:
+	@mkdir -p $(CUDA_TOOLS)
+	cargo fetch --quiet
+	tools/cuda_toolchain.sh $(CUDA_TOOLS) > $(CUDA_ENV).tmp && mv $(CUDA_ENV).tmp $(CUDA_ENV)
+
+build-cuda: cuda-toolchain
+	. ./$(CUDA_ENV) && CARGO_TARGET_DIR=$(CUDA_TARGET) cargo build --release --features cuda
 
 # nmt against the PyTorch baseline, side by side; writes docs/performance.md.
 bench: build

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use candle_core::{Device, Var};
+use candle_core::Var;
 use serde_json::json;
 
 use crate::config::{Attention, ModelConfig, OptimizerKind, SearchConfig, BOS_ID, EOS_ID};
@@ -83,6 +83,10 @@ pub struct BenchArgs {
     /// Seed of weights and random data.
     #[arg(long, default_value_t = 1234)]
     pub seed: u64,
+    /// cpu (the fused CPU step), cuda, cuda:N or metal (Candle ops and autograd, with the
+    /// fused cell kernel on CUDA).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
     /// Free text stored in the JSON record.
     #[arg(long, default_value = "")]
     pub label: String,
@@ -140,7 +144,7 @@ pub fn run(a: &BenchArgs) -> Result<(String, serde_json::Value)> {
         // No model: the figure describes the machine.
         return Ok(core_to_core(a));
     }
-    let dev = Device::Cpu;
+    let dev = crate::device::pick(&a.device)?;
     let cfg = ModelConfig {
         src_vocab: a.src_vocab,
         tgt_vocab: a.tgt_vocab,
@@ -189,12 +193,28 @@ pub fn run(a: &BenchArgs) -> Result<(String, serde_json::Value)> {
             for step in 0..a.warmup + a.steps {
                 let t0 = Instant::now();
                 let n = batch.tgt_tokens as f64;
-                let fwd = model.forward_cpu(&batch, None, 0.0, (1.0 / n) as f32)?;
-                let loss = fwd.loss / n;
-                let t1 = Instant::now();
-                let grads = fwd.backward()?;
-                let t2 = Instant::now();
-                opt.step_named(&grads, a.lr)?;
+                let (loss, t1, t2) = if dev.is_cpu() {
+                    let fwd = model.forward_cpu(&batch, None, 0.0, (1.0 / n) as f32)?;
+                    let loss = fwd.loss / n;
+                    let t1 = Instant::now();
+                    let grads = fwd.backward()?;
+                    let t2 = Instant::now();
+                    opt.step_named(&grads, a.lr)?;
+                    (loss, t1, t2)
+                } else {
+                    // The trainer's path off the CPU. Reading the loss waits for the device,
+                    // so each phase's time includes its kernels.
+                    let (sum, _) = model.forward_train(&batch, None, 0.0)?;
+                    let mean = (sum / n)?;
+                    let loss = mean.to_scalar::<f32>()? as f64;
+                    let t1 = Instant::now();
+                    let grads = mean.backward()?;
+                    dev.synchronize()?;
+                    let t2 = Instant::now();
+                    opt.step(&grads, a.lr)?;
+                    (loss, t1, t2)
+                };
+                dev.synchronize()?;
                 let t3 = Instant::now();
                 losses.push(loss);
                 if step >= a.warmup {
@@ -260,6 +280,7 @@ pub fn run(a: &BenchArgs) -> Result<(String, serde_json::Value)> {
                 let refs: Vec<&[u32]> = sources.iter().map(|s| s.as_slice()).collect();
                 let t0 = Instant::now();
                 beam_search(&scorer, &refs, &search, BOS_ID, EOS_ID)?;
+                dev.synchronize()?;
                 if i >= a.warmup {
                     times.push(t0.elapsed().as_secs_f64());
                 }
@@ -296,7 +317,7 @@ pub fn run(a: &BenchArgs) -> Result<(String, serde_json::Value)> {
             "layers": a.layers, "hidden": a.hidden, "emb": a.emb, "src_vocab": a.src_vocab,
             "tgt_vocab": a.tgt_vocab, "batch": a.batch, "src_len": a.src_len, "tgt_len": a.tgt_len,
             "steps": a.steps, "warmup": a.warmup, "threads": a.threads, "beam": a.beam,
-            "max_len": a.max_len, "seed": a.seed,
+            "max_len": a.max_len, "seed": a.seed, "device": a.device,
         },
         "n_params": params::param_count(&cfg),
         "result": result,

@@ -4,22 +4,41 @@ use candle_core::Device;
 
 use crate::error::{Error, Result};
 
-/// The device named by `--device`.
+/// The device named by `--device`: `cpu`, `cuda`, `cuda:N` (the N-th GPU, from 0) or `metal`.
 pub fn pick(name: &str) -> Result<Device> {
-    match name {
+    let (kind, ordinal) = match name.split_once(':') {
+        Some((kind, n)) => match n.parse::<usize>() {
+            Ok(n) if kind == "cuda" || kind == "metal" => (kind, n),
+            _ => {
+                return Err(Error::Config(format!(
+                "unknown device `{name}`: use cpu, cuda, cuda:N (N a GPU number from 0) or metal"
+            )))
+            }
+        },
+        None => (name, 0),
+    };
+    match kind {
         "cpu" => Ok(Device::Cpu),
         "cuda" => {
             if cfg!(feature = "cuda") {
-                Ok(Device::new_cuda(0)?)
+                Device::new_cuda(ordinal).map_err(|e| {
+                    Error::Config(format!(
+                        "could not open CUDA device {ordinal} ({e}): check the NVIDIA driver (nvidia-smi) and the GPU number, or use --device cpu"
+                    ))
+                })
             } else {
                 Err(Error::Config(
-                    "this nmt was built without CUDA: rebuild with `cargo build --release --features cuda`, or use --device cpu".into(),
+                    "this nmt was built without CUDA: rebuild with `make build-cuda` (cargo build --release --features cuda), or use --device cpu".into(),
                 ))
             }
         }
         "metal" => {
             if cfg!(feature = "metal") {
-                Ok(Device::new_metal(0)?)
+                Device::new_metal(ordinal).map_err(|e| {
+                    Error::Config(format!(
+                        "could not open Metal device {ordinal} ({e}): check the GPU number, or use --device cpu"
+                    ))
+                })
             } else {
                 Err(Error::Config(
                     "this nmt was built without Metal: rebuild with `cargo build --release --features metal`, or use --device cpu".into(),
@@ -27,7 +46,7 @@ pub fn pick(name: &str) -> Result<Device> {
             }
         }
         other => Err(Error::Config(format!(
-            "unknown device `{other}`: use cpu, cuda or metal"
+            "unknown device `{other}`: use cpu, cuda, cuda:N or metal"
         ))),
     }
 }

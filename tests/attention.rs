@@ -195,23 +195,30 @@ fn loss(model: &Seq2Seq, batch: &Batch) -> f64 {
     nll.to_scalar::<f32>().unwrap() as f64
 }
 
-/// The fused-layer path's gradients (every parameter) equal the plain Candle ops path's,
-/// and the attention's own weights' gradients equal central finite differences.
+/// The fused-layer path's gradients (every parameter) equal the plain Candle ops path's and
+/// the cell-op path's, and the attention's own weights' gradients equal central finite differences.
 #[test]
 fn attention_gradients_match_the_reference_and_finite_differences() {
     for kind in [Attention::Dot, Attention::General] {
         let cfg = attention_cfg(kind, 2);
         let batch = batch_for(&cfg);
         let (fused, vars) = trainable_model(&cfg, 9);
-        let reference = fused.clone().with_path(LstmPath::Reference);
         let (l1, _) = fused.forward_train(&batch, None, 0.1).unwrap();
-        let (l2, _) = reference.forward_train(&batch, None, 0.1).unwrap();
-        let (g1, g2) = (l1.backward().unwrap(), l2.backward().unwrap());
-        for (name, v) in &vars {
-            let (a, b) = (g1.get(v), g2.get(v));
-            let (a, b) = (a.expect(name), b.expect(name));
-            let e = rel_err(a, b);
-            assert!(e < 1e-4, "{kind:?} {name}: gradient differs by {e}");
+        let g1 = l1.backward().unwrap();
+        // The plain-ops oracle, and the cell-op path CUDA runs (its CPU implementation here).
+        for path in [LstmPath::Reference, LstmPath::Cell] {
+            let other = fused.clone().with_path(path);
+            let (l2, _) = other.forward_train(&batch, None, 0.1).unwrap();
+            let g2 = l2.backward().unwrap();
+            for (name, v) in &vars {
+                let (a, b) = (g1.get(v), g2.get(v));
+                let (a, b) = (a.expect(name), b.expect(name));
+                let e = rel_err(a, b);
+                assert!(
+                    e < 1e-4,
+                    "{kind:?} {path:?} {name}: gradient differs by {e}"
+                );
+            }
         }
         // Finite differences on a few entries of the attention's weights (f64 of f32 sums:
         // a loose tolerance, still far below a wrong formula's error).

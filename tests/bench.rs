@@ -135,3 +135,26 @@ fn core_to_core_reports_a_round_trip_per_round() {
         "{rec}"
     );
 }
+
+/// `nmt bench --device` picks the device like the other commands: a GPU that is not built in
+/// (or a malformed name) is refused with the fix, before any model is built.
+#[test]
+fn bench_names_a_device_it_cannot_use() {
+    let run = |device: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_nmt"))
+            .args(["bench", "train", "--steps", "1", "--device", device])
+            .output()
+            .unwrap()
+    };
+    #[cfg(not(feature = "cuda"))]
+    {
+        let o = run("cuda");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(err.contains("built without CUDA"), "{err}");
+    }
+    let o = run("tpu");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("unknown device `tpu`"), "{err}");
+}

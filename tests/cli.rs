@@ -207,6 +207,7 @@ fn corpus_mistakes_are_named() {
         "9",
     ]);
     assert_clean_failure(&o, &["layers must be between 1 and 8"]);
+    // A cuda build fails here too where no GPU opens, with its own message.
     let o = nmt(&[
         "translate",
         "--model",

@@ -436,11 +436,19 @@ fn flags_out_of_range() {
     fails(&tr(&["--threads", "100000"]), 2, &["--threads 100000"]);
     ok(&tr(&["--threads", "0"]));
     #[cfg(not(feature = "cuda"))]
+    for gpu in ["cuda", "cuda:1"] {
+        fails(
+            &tr(&["--device", gpu]),
+            2,
+            &["built without CUDA", "make build-cuda", "--device cpu"],
+        );
+    }
     fails(
-        &tr(&["--device", "cuda"]),
+        &tr(&["--device", "cuda:first"]),
         2,
-        &["built without CUDA", "--device cpu"],
+        &["unknown device `cuda:first`", "cuda:N"],
     );
+    fails(&tr(&["--device", "gpu"]), 2, &["unknown device `gpu`"]);
     fails(&tr(&["--beam", "many"]), 2, &["--beam"]);
     let out = d.path().join("run");
     let (de, en) = (toy("train.de"), toy("train.en"));

@@ -1,5 +1,6 @@
-//! The fused LSTM op (forward + hand-written BPTT) against the same math in plain Candle ops:
-//! outputs, the loss and every gradient must agree.
+//! The fused LSTM op (forward + hand-written BPTT) and the step-by-step path with the fused
+//! cell op (the CUDA path; here its CPU implementation) against the same math in plain Candle
+//! ops: outputs, the loss and every gradient must agree.
 
 mod common;
 
@@ -78,31 +79,36 @@ fn layer_case(case: &Case, seed: u64) {
             .collect();
         (hs, c_last, loss, g)
     };
-    let (hs_f, cs_f, loss_f, g_f) = run(LstmPath::Fused);
     let (hs_r, cs_r, loss_r, g_r) = run(LstmPath::Reference);
-    assert!(
-        rel_err(&hs_f, &hs_r) < TOL,
-        "h differs: {}",
-        rel_err(&hs_f, &hs_r)
-    );
-    assert!(
-        rel_err(&cs_f, &cs_r) < TOL,
-        "last c differs: {}",
-        rel_err(&cs_f, &cs_r)
-    );
-    assert!(rel_err(&loss_f, &loss_r) < TOL, "loss differs");
-    let names = [
-        "weight_ih",
-        "weight_hh",
-        "bias_ih",
-        "bias_hh",
-        "x",
-        "h0",
-        "c0",
-    ];
-    for ((name, a), b) in names.iter().zip(&g_f).zip(&g_r) {
-        let e = rel_err(a, b);
-        assert!(e < TOL, "gradient of {name} differs: relative error {e}");
+    for path in [LstmPath::Fused, LstmPath::Cell] {
+        let (hs_f, cs_f, loss_f, g_f) = run(path);
+        assert!(
+            rel_err(&hs_f, &hs_r) < TOL,
+            "{path:?}: h differs: {}",
+            rel_err(&hs_f, &hs_r)
+        );
+        assert!(
+            rel_err(&cs_f, &cs_r) < TOL,
+            "{path:?}: last c differs: {}",
+            rel_err(&cs_f, &cs_r)
+        );
+        assert!(rel_err(&loss_f, &loss_r) < TOL, "{path:?}: loss differs");
+        let names = [
+            "weight_ih",
+            "weight_hh",
+            "bias_ih",
+            "bias_hh",
+            "x",
+            "h0",
+            "c0",
+        ];
+        for ((name, a), b) in names.iter().zip(&g_f).zip(&g_r) {
+            let e = rel_err(a, b);
+            assert!(
+                e < TOL,
+                "{path:?}: gradient of {name} differs: relative error {e}"
+            );
+        }
     }
 }
 
@@ -207,13 +213,16 @@ fn whole_model_loss_and_every_gradient_match_reference() {
         };
         let (loss_t, g_t, g_t2) = train();
         let (loss_f, g_f) = run(LstmPath::Fused);
+        let (loss_c, g_c) = run(LstmPath::Cell);
         let (loss_r, g_r) = run(LstmPath::Reference);
         assert!(rel_err(&loss_f, &loss_r) < TOL, "loss differs");
+        assert!(rel_err(&loss_c, &loss_r) < TOL, "cell-op loss differs");
         assert!(rel_err(&loss_t, &loss_r) < TOL, "training loss differs");
         for (name, v) in &vars {
             let b = g_r.get(v.as_tensor()).unwrap();
             for (path, g) in [
                 ("fused", &g_f),
+                ("cell op", &g_c),
                 ("training", &g_t),
                 ("second backward", &g_t2),
             ] {

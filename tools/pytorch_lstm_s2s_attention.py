@@ -6,7 +6,9 @@ nmt's copy of ../shared/bench/pytorch_lstm_s2s.py (which stays as it is) with on
 feeding, as OpenNMT-py builds it: nn.LSTMCell layers stepped one time step at a time (input
 feeding makes step t read step t-1's attentional vector), scores over the encoder's top-layer
 outputs, h~ = tanh(linear_out([context, h])) into the projection and the next step's input.
-Without --attention it is the shared script's model, step for step.
+Without --attention it is the shared script's model, step for step. A second addition,
+--device cuda, runs it on a GPU (nn.LSTM is then cuDNN's fused LSTM), synchronising the device
+before every time is read: the baseline of nmt's CUDA path (docs/gpu.md).
 
 Model: src embedding -> nn.LSTM(L) encoder (source reversed, as in Sutskever et al. 2014);
 the encoder's final (h, c) of every layer initialises an nn.LSTM(L) decoder run over
@@ -150,6 +152,12 @@ def rand_tokens(gen, vocab, length, batch):
     return torch.randint(FIRST_REAL, vocab, (length, batch), generator=gen)
 
 
+def sync(a):
+    """Waits for the GPU's queued kernels, so a time read after it includes them."""
+    if a.device != "cpu":
+        torch.cuda.synchronize()
+
+
 def bench_train(a, model, gen):
     opt = torch.optim.SGD(model.parameters(), lr=a.lr)
     src = rand_tokens(gen, a.src_vocab, a.src_len, a.batch)
@@ -167,6 +175,7 @@ def bench_train(a, model, gen):
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         opt.step()
         lv = loss.item()  # sync point (CPU is synchronous anyway)
+        sync(a)
         dt = time.perf_counter() - t0
         losses.append(lv)
         if step >= a.warmup:
@@ -265,6 +274,7 @@ def bench_decode(a, model, gen, kind):
             out, steps = greedy_decode(model, src, a.max_len)
         else:
             out, steps = beam_decode(model, src, a.beam, a.max_len)
+        sync(a)
         dt = time.perf_counter() - t0
         if i >= a.warmup:
             times.append(dt)
@@ -303,6 +313,7 @@ def main():
     p.add_argument("--no-mkldnn", action="store_true",
                    help="torch.backends.mkldnn.enabled=False: nn.LSTM uses ATen's per-step GEMM path "
                         "instead of the fused oneDNN RNN primitive")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (cuda:N): where the model and data live")
     p.add_argument("--label", default="")
     p.add_argument("--json", default=None, help="append one JSON line with the result to this file")
     a = p.parse_args()
@@ -311,7 +322,9 @@ def main():
     if a.no_mkldnn:
         torch.backends.mkldnn.enabled = False
     torch.manual_seed(a.seed)
-    gen = torch.Generator().manual_seed(a.seed + 1)
+    if a.device != "cpu":
+        torch.set_default_device(a.device)
+    gen = torch.Generator(device=a.device).manual_seed(a.seed + 1)
 
     model = Seq2Seq(a.src_vocab, a.tgt_vocab, a.emb, a.hidden, a.layers, a.attention)
     n_params = sum(p.numel() for p in model.parameters())

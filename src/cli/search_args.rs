@@ -31,7 +31,7 @@ pub struct SearchArgs {
     /// CPU threads (0: all cores).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
-    /// cpu, cuda or metal.
+    /// cpu, cuda, cuda:N (the N-th GPU) or metal.
     #[arg(long, default_value = "cpu")]
     pub device: String,
     /// Never use the network for Hub models (also HF_HUB_OFFLINE=1).
@@ -139,7 +139,7 @@ pub struct ScoreArgs {
     /// CPU threads (0: all cores).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
-    /// cpu, cuda or metal.
+    /// cpu, cuda, cuda:N (the N-th GPU) or metal.
     #[arg(long, default_value = "cpu")]
     pub device: String,
 }

@@ -169,7 +169,7 @@ pub struct TrainArgs {
     /// CPU threads (0: all cores).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
-    /// cpu, cuda or metal.
+    /// cpu, cuda, cuda:N (the N-th GPU) or metal.
     #[arg(long, default_value = "cpu")]
     pub device: String,
     /// No progress bar or epoch lines.

@@ -1,12 +1,17 @@
 //! LSTM layers with PyTorch's tensor names and gate order (i, f, g, o), and the stacked
 //! wrapper. On the CPU each layer runs as one fused op (`fused_layer`, wrapped for Candle by
-//! `candle_op`); `LstmPath::Reference` runs the same math with plain Candle ops
-//! (`reference`: the GPU path, and the oracle the tests compare the fused op with).
+//! `candle_op`); on CUDA step by step with the fused cell op (`stepwise`, `cell_op`, kernels
+//! in `cell_cuda`); `LstmPath::Reference` runs the same math with plain Candle ops
+//! (`reference`: the Metal path, and the oracle the tests compare the others with).
 
 mod candle_op;
 pub mod cell;
+#[cfg(feature = "cuda")]
+mod cell_cuda;
+pub mod cell_op;
 pub mod fused_layer;
 mod reference;
+mod stepwise;
 pub mod weights;
 
 use candle_core::{DType, Device, Tensor};
@@ -21,6 +26,9 @@ use crate::error::Result;
 pub enum LstmPath {
     /// One custom op per layer (CPU only).
     Fused,
+    /// Step by step: one recurrent product and one fused cell op per step (CUDA kernel;
+    /// plain loops on the CPU).
+    Cell,
     /// Step-by-step Candle ops; works on every device.
     Reference,
 }
@@ -30,6 +38,8 @@ impl LstmPath {
     pub fn for_device(device: &Device) -> Self {
         if device.is_cpu() {
             LstmPath::Fused
+        } else if device.is_cuda() {
+            LstmPath::Cell
         } else {
             LstmPath::Reference
         }
@@ -97,6 +107,7 @@ impl LstmLayer {
                 let last = if t == 0 { c0.clone() } else { cs.get(t - 1)? };
                 Ok((hs, last))
             }
+            LstmPath::Cell => self.forward_cells(&self.project_input(x)?, h0, c0, mask),
         }
     }
 
