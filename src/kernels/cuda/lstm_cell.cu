@@ -4,6 +4,15 @@
 
 __device__ __forceinline__ float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
 
+// Unit j's gate activations from its row of pre-activations a (4H).
+__device__ __forceinline__ void activations(const float* a, size_t hidden, size_t j, float* i,
+                                            float* f, float* g, float* o) {
+    *i = sigmoid(a[j]);
+    *f = sigmoid(a[hidden + j]);
+    *g = tanhf(a[2 * hidden + j]);
+    *o = sigmoid(a[3 * hidden + j]);
+}
+
 // gates (rows, 4H) pre-activations, c_prev (rows, H) -> out (rows, 2H) = [h | c].
 extern "C" __global__ void lstm_cell_fwd(const float* __restrict__ gates,
                                          const float* __restrict__ c_prev,
@@ -12,11 +21,8 @@ extern "C" __global__ void lstm_cell_fwd(const float* __restrict__ gates,
     size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= (size_t)rows * hidden) return;
     size_t r = idx / hidden, j = idx % hidden;
-    const float* a = gates + r * 4 * hidden;
-    float i = sigmoid(a[j]);
-    float f = sigmoid(a[hidden + j]);
-    float g = tanhf(a[2 * hidden + j]);
-    float o = sigmoid(a[3 * hidden + j]);
+    float i, f, g, o;
+    activations(gates + r * 4 * hidden, hidden, j, &i, &f, &g, &o);
     float c = f * c_prev[idx] + i * g;
     out[r * 2 * hidden + j] = o * tanhf(c);
     out[r * 2 * hidden + hidden + j] = c;
@@ -32,11 +38,8 @@ extern "C" __global__ void lstm_cell_bwd(const float* __restrict__ gates,
     size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= (size_t)rows * hidden) return;
     size_t r = idx / hidden, j = idx % hidden;
-    const float* a = gates + r * 4 * hidden;
-    float i = sigmoid(a[j]);
-    float f = sigmoid(a[hidden + j]);
-    float g = tanhf(a[2 * hidden + j]);
-    float o = sigmoid(a[3 * hidden + j]);
+    float i, f, g, o;
+    activations(gates + r * 4 * hidden, hidden, j, &i, &f, &g, &o);
     float cp = c_prev[idx];
     float tc = tanhf(f * cp + i * g);
     float dh = grad[r * 2 * hidden + j];

@@ -42,6 +42,23 @@ fn dims(gates: &Layout, c_prev: &Layout) -> candle_core::Result<(usize, usize)> 
     Ok((rows, hidden))
 }
 
+/// Rows and hidden size of the gradient op's inputs, checking the gradient is `(R, 2H)`.
+fn grad_dims(
+    gates: &Layout,
+    c_prev: &Layout,
+    grad: &Layout,
+) -> candle_core::Result<(usize, usize)> {
+    let (rows, hidden) = dims(gates, c_prev)?;
+    if grad.shape().dims() != [rows, 2 * hidden] {
+        candle_core::bail!(
+            "lstm cell gradient: expected ({rows}, {}), got {:?}",
+            2 * hidden,
+            grad.shape()
+        );
+    }
+    Ok((rows, hidden))
+}
+
 fn f32_data<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
     cpu_f32(s, l, what).map_err(candle_core::Error::wrap)
 }
@@ -160,14 +177,7 @@ impl CustomOp3 for LstmCellGradOp {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (rows, hidden) = dims(l1, l2)?;
-        if l3.shape().dims() != [rows, 2 * hidden] {
-            candle_core::bail!(
-                "lstm cell gradient: expected ({rows}, {}), got {:?}",
-                2 * hidden,
-                l3.shape()
-            );
-        }
+        let (rows, hidden) = grad_dims(l1, l2, l3)?;
         let out = cell_backward(
             f32_data(s1, l1, "gates")?,
             f32_data(s2, l2, "c_prev")?,
@@ -187,14 +197,7 @@ impl CustomOp3 for LstmCellGradOp {
         s3: &candle_core::CudaStorage,
         l3: &Layout,
     ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
-        let (rows, hidden) = dims(l1, l2)?;
-        if l3.shape().dims() != [rows, 2 * hidden] {
-            candle_core::bail!(
-                "lstm cell gradient: expected ({rows}, {}), got {:?}",
-                2 * hidden,
-                l3.shape()
-            );
-        }
+        let (rows, hidden) = grad_dims(l1, l2, l3)?;
         let out = super::cell_cuda::launch(
             "lstm_cell_bwd",
             &[(s1, l1), (s2, l2), (s3, l3)],
