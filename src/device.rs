@@ -6,16 +6,15 @@ use crate::error::{Error, Result};
 
 /// The device named by `--device`: `cpu`, `cuda`, `cuda:N` (the N-th GPU, from 0) or `metal`.
 pub fn pick(name: &str) -> Result<Device> {
+    let unknown = || {
+        Error::Config(format!(
+            "unknown device `{name}`: use cpu, cuda, cuda:N (N a GPU number from 0) or metal"
+        ))
+    };
     let (kind, ordinal) = match name.split_once(':') {
-        Some((kind, n)) => match n.parse::<usize>() {
-            Ok(n) if kind == "cuda" || kind == "metal" => (kind, n),
-            _ => {
-                return Err(Error::Config(format!(
-                "unknown device `{name}`: use cpu, cuda, cuda:N (N a GPU number from 0) or metal"
-            )))
-            }
-        },
         None => (name, 0),
+        Some((kind @ ("cuda" | "metal"), n)) => (kind, n.parse().map_err(|_| unknown())?),
+        Some(_) => return Err(unknown()),
     };
     match kind {
         "cpu" => Ok(Device::Cpu),
@@ -45,9 +44,7 @@ pub fn pick(name: &str) -> Result<Device> {
                 ))
             }
         }
-        other => Err(Error::Config(format!(
-            "unknown device `{other}`: use cpu, cuda, cuda:N or metal"
-        ))),
+        _ => Err(unknown()),
     }
 }
 

@@ -64,7 +64,7 @@ fn f32_data<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Resul
 }
 
 /// The forward on slices (the CPU implementation).
-pub fn cell_forward(gates: &[f32], c_prev: &[f32], hidden: usize) -> Vec<f32> {
+fn cell_forward(gates: &[f32], c_prev: &[f32], hidden: usize) -> Vec<f32> {
     let rows = c_prev.len() / hidden.max(1);
     let mut out = vec![0f32; rows * 2 * hidden];
     for r in 0..rows {
@@ -81,7 +81,7 @@ pub fn cell_forward(gates: &[f32], c_prev: &[f32], hidden: usize) -> Vec<f32> {
 }
 
 /// The backward on slices (the CPU implementation).
-pub fn cell_backward(gates: &[f32], c_prev: &[f32], grad: &[f32], hidden: usize) -> Vec<f32> {
+fn cell_backward(gates: &[f32], c_prev: &[f32], grad: &[f32], hidden: usize) -> Vec<f32> {
     let rows = c_prev.len() / hidden.max(1);
     let mut out = vec![0f32; rows * 5 * hidden];
     for r in 0..rows {

@@ -1,14 +1,15 @@
 //! LSTM layers with PyTorch's tensor names and gate order (i, f, g, o), and the stacked
 //! wrapper. On the CPU each layer runs as one fused op (`fused_layer`, wrapped for Candle by
-//! `candle_op`); on CUDA step by step with the fused cell op (`stepwise`, `cell_op`, kernels
-//! in `cell_cuda`); `LstmPath::Reference` runs the same math with plain Candle ops
-//! (`reference`: the Metal path, and the oracle the tests compare the others with).
+//! `candle_op`); elsewhere `stepwise` runs the time loop with one cell per step: on CUDA the
+//! fused cell op (`cell_op`, kernels in `cell_cuda`), with `LstmPath::Reference` the same math
+//! in plain Candle ops (`reference`: the Metal path, and the oracle the tests compare the
+//! others with).
 
 mod candle_op;
 pub mod cell;
 #[cfg(feature = "cuda")]
 mod cell_cuda;
-pub mod cell_op;
+mod cell_op;
 pub mod fused_layer;
 mod reference;
 mod stepwise;
@@ -16,7 +17,9 @@ pub mod weights;
 
 use candle_core::{DType, Device, Tensor};
 
+use self::cell_op::lstm_cell_step;
 use self::fused_layer::LstmLayerOp;
+use self::reference::reference_cell;
 use super::dropout::Dropout;
 use crate::data::batch::StepMask;
 use crate::error::Result;
@@ -101,13 +104,12 @@ impl LstmLayer {
     ) -> Result<(Tensor, Tensor)> {
         match path {
             LstmPath::Fused => self.forward_fused(x, h0, c0, mask),
-            LstmPath::Reference => {
-                let (hs, cs) = self.forward_reference(&self.project_input(x)?, h0, c0, mask)?;
-                let t = cs.dim(0)?;
-                let last = if t == 0 { c0.clone() } else { cs.get(t - 1)? };
-                Ok((hs, last))
+            LstmPath::Cell => {
+                self.forward_steps(&self.project_input(x)?, h0, c0, mask, lstm_cell_step)
             }
-            LstmPath::Cell => self.forward_cells(&self.project_input(x)?, h0, c0, mask),
+            LstmPath::Reference => {
+                self.forward_steps(&self.project_input(x)?, h0, c0, mask, reference_cell)
+            }
         }
     }
 
