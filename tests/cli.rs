@@ -338,6 +338,102 @@ fn corpus_lookup_failures_say_what_to_do() {
     assert_clean_failure(&o, &["NMT_CORPORA is set", "multi30k"]);
 }
 
+/// Serves `body` to every HTTP request on a local port, for download tests without a network.
+fn serve_once(body: &'static [u8]) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(body);
+        }
+    });
+    url
+}
+
+#[test]
+fn europarl_fetch_failures_say_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("europarl");
+    let fetch = |url: &str| {
+        Command::new(env!("CARGO_BIN_EXE_nmt"))
+            .args(["corpus", "fetch", "europarl", "--dir"])
+            .arg(&cache)
+            .env_remove("NMT_CORPORA")
+            .env("NMT_EUROPARL_URL", url)
+            .output()
+            .unwrap()
+    };
+    // No network: the message names the archive and the two offline routes.
+    assert_clean_failure(
+        &fetch("http://127.0.0.1:9"),
+        &[
+            "training-parallel-europarl-v7.tgz: download failed",
+            "copy training-parallel-europarl-v7.tgz",
+            "NMT_CORPORA",
+        ],
+    );
+    // A server that answers with something else: caught by the SHA-256, and nothing is kept.
+    let url = serve_once(b"<html>not the archive</html>");
+    assert_clean_failure(
+        &fetch(&url),
+        &[
+            "training-parallel-europarl-v7.tgz has SHA-256",
+            "expected 0224c7c7",
+        ],
+    );
+    let left: Vec<_> = std::fs::read_dir(&cache).unwrap().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    // A damaged archive copied in by hand.
+    std::fs::write(
+        cache.join("training-parallel-europarl-v7.tgz"),
+        b"truncated",
+    )
+    .unwrap();
+    assert_clean_failure(&fetch("http://127.0.0.1:9"), &["has SHA-256", "delete it"]);
+    // The user's file is not deleted on a mismatch.
+    assert!(cache.join("training-parallel-europarl-v7.tgz").is_file());
+
+    // Languages and splits are checked before any download.
+    let run = dir.path().join("run");
+    let run = run.to_str().unwrap();
+    let o = nmt(&[
+        "train", "--corpus", "europarl", "--pair", "fr-en", "--out", run,
+    ]);
+    assert_clean_failure(&o, &["`fr-en` is not a europarl pair", "de, en"]);
+    let o = nmt(&[
+        "eval",
+        "--model",
+        run,
+        "--corpus",
+        "europarl",
+        "--split",
+        "test_2016_flickr",
+    ]);
+    assert_clean_failure(
+        &o,
+        &[
+            "unknown split `test_2016_flickr` of europarl",
+            "train, val, test",
+        ],
+    );
+    // NMT_CORPORA without the prepared subset.
+    let o = Command::new(env!("CARGO_BIN_EXE_nmt"))
+        .args(["corpus", "fetch", "europarl"])
+        .env("NMT_CORPORA", dir.path().join("nowhere"))
+        .output()
+        .unwrap();
+    assert_clean_failure(&o, &["NMT_CORPORA is set", "europarl/", "train.de.gz"]);
+}
+
 #[test]
 fn flag_mistakes_are_named() {
     let dir = tempfile::tempdir().unwrap();

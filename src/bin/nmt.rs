@@ -78,7 +78,9 @@ fn run(command: Command) -> Result<()> {
             clap_complete::generate(shell, &mut Cli::command(), "nmt", &mut std::io::stdout());
             Ok(())
         }
-        Command::Corpus(CorpusCommand::Fetch { name, dir }) => cli::corpus::fetch(&name, &dir),
+        Command::Corpus(CorpusCommand::Fetch { name, dir }) => {
+            cli::corpus::fetch(&name, dir.as_deref())
+        }
         Command::Experiment(ExperimentCommand::Depth(a)) => cli::depth::run(a),
     }
 }

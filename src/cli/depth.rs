@@ -52,15 +52,13 @@ fn depth_files(a: &DepthArgs) -> Result<SweepFiles> {
         }
     };
     let Some((m, s, t)) = known_corpus(&corpus)? else {
-        usage!("give --corpus multi30k or the six file flags");
+        usage!("give --corpus multi30k|europarl or the six file flags");
     };
+    let pair = (s.as_str(), t.as_str());
     Ok(SweepFiles {
-        train: (m.file("train", &s), m.file("train", &t)),
-        valid: (m.file("val", &s), m.file("val", &t)),
-        test: (
-            m.file("test_2016_flickr", &s),
-            m.file("test_2016_flickr", &t),
-        ),
+        train: m.train(pair),
+        valid: m.valid(pair),
+        test: m.test(pair),
     })
 }
 

@@ -5,13 +5,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
-use super::corpus::known_corpus;
+use super::corpus::{by_name, known_corpus};
 use super::loading::translator;
 use super::output::{check_output, write_lines};
 use super::EvalArgs;
 use crate::card;
 use crate::data::corpus::read_parallel;
-use crate::data::multi30k;
 use crate::evaluation::evaluate;
 use crate::hub::ModelRef;
 use crate::metrics::{Bleu, Chrf};
@@ -21,16 +20,24 @@ fn eval_files(a: &EvalArgs) -> Result<(PathBuf, PathBuf)> {
     if let (Some(s), Some(r)) = (&a.src_file, &a.ref_file) {
         return Ok((s.clone(), r.clone()));
     }
-    if a.corpus.corpus.is_some() && !multi30k::SPLITS.contains(&a.split.as_str()) {
-        usage!(
-            "unknown split `{}`: use one of {}",
-            a.split,
-            multi30k::SPLITS.join(", ")
-        );
-    }
+    // The split is checked before the corpus is looked up (which may download it).
+    let split = match &a.corpus.corpus {
+        Some(name) => {
+            let c = by_name(name)?;
+            let split = a.split.clone().unwrap_or(c.splits[2].to_string());
+            if !c.splits.contains(&split.as_str()) {
+                usage!(
+                    "unknown split `{split}` of {name}: use one of {}",
+                    c.splits.join(", ")
+                );
+            }
+            split
+        }
+        None => String::new(),
+    };
     match (known_corpus(&a.corpus)?, &a.src_file, &a.ref_file) {
-        (Some((m, s, t)), None, None) => Ok((m.file(&a.split, &s), m.file(&a.split, &t))),
-        _ => usage!("give --src-file and --ref-file, or --corpus multi30k"),
+        (Some((m, s, t)), None, None) => Ok((m.file(&split, &s), m.file(&split, &t))),
+        _ => usage!("give --src-file and --ref-file, or --corpus multi30k|europarl"),
     }
 }
 

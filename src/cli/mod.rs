@@ -111,16 +111,16 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum CorpusCommand {
-    /// Find Multi30k ($NMT_CORPORA/multi30k, else corpora/multi30k) or download it there.
+    /// Find a known corpus ($NMT_CORPORA/NAME, else corpora/NAME) or download it there.
     #[command(
-        after_help = "Example:\n  nmt corpus fetch multi30k\n  NMT_CORPORA=../shared/corpora nmt corpus fetch multi30k"
+        after_help = "Examples:\n  nmt corpus fetch multi30k\n  NMT_CORPORA=../shared/corpora nmt corpus fetch multi30k\n  nmt corpus fetch europarl\n\nmulti30k: Multi30k (de, en, fr; 29,000 training pairs), 9 files checked by SHA-256.\neuroparl: a Europarl v7 de-en subset (200,000 training pairs of 1-50 words, 2,000\nvalidation, 2,000 test from the file's last debates), cut from WMT13's\ntraining-parallel-europarl-v7.tgz (about 630 MB, checked by SHA-256). Offline, copy\nthat archive into corpora/europarl/ first."
     )]
     Fetch {
-        /// The corpus to fetch (only multi30k is known).
+        /// The corpus to fetch: multi30k or europarl.
         name: String,
-        /// Download cache folder.
-        #[arg(long, default_value = "corpora/multi30k")]
-        dir: PathBuf,
+        /// Download cache folder (default: corpora/NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
     },
 }
 

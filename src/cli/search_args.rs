@@ -106,9 +106,10 @@ pub struct EvalArgs {
     pub json: bool,
     #[command(flatten)]
     pub corpus: CorpusArgs,
-    /// Split of --corpus to score.
-    #[arg(long, default_value = "test_2016_flickr")]
-    pub split: String,
+    /// Split of --corpus to score (default: its test split; multi30k: train, val,
+    /// test_2016_flickr; europarl: train, val, test).
+    #[arg(long)]
+    pub split: Option<String>,
     /// Also write the translations to this file (an existing file needs --overwrite).
     #[arg(long)]
     pub hyp_output: Option<PathBuf>,

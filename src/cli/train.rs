@@ -35,13 +35,12 @@ pub fn run(a: TrainArgs) -> Result<()> {
     let (src_file, tgt_file, mut valid) = match (&a.src_file, &a.tgt_file) {
         (Some(s), Some(t)) => (s.clone(), t.clone(), None),
         _ => match known_corpus(&a.corpus)? {
-            Some((m, s, t)) => (
-                m.file("train", &s),
-                m.file("train", &t),
-                Some((m.file("val", &s), m.file("val", &t))),
-            ),
+            Some((m, s, t)) => {
+                let (src, tgt) = m.train((&s, &t));
+                (src, tgt, Some(m.valid((&s, &t))))
+            }
             None => {
-                usage!("give --src-file and --tgt-file, or --corpus multi30k (or --resume a run)")
+                usage!("give --src-file and --tgt-file, or --corpus multi30k|europarl (or --resume a run)")
             }
         },
     };

@@ -11,7 +11,7 @@ use crate::config::{Attention, Metric, OptimizerKind, Schedule};
 /// Where parallel data comes from: explicit files, or a known corpus.
 #[derive(Debug, Clone, Args, Serialize)]
 pub struct CorpusArgs {
-    /// Take train/val/test files from a known corpus (multi30k) instead of file flags.
+    /// Take train/val/test files from a known corpus (multi30k, europarl) instead of file flags.
     #[arg(long, value_name = "NAME")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub corpus: Option<String>,

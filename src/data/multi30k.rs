@@ -1,11 +1,10 @@
 //! Finding Multi30k: `$NMT_CORPORA/multi30k/`, else the download cache `corpora/multi30k/`,
 //! else download the public raw files into that cache and verify their SHA-256.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
+use super::corpus_dir::{CorpusDir, KnownCorpus};
+use super::download::{self, check_digest};
 use crate::error::{Error, Result};
 
 /// Where the raw files are published (data/task1/raw of the Multi30k dataset repository).
@@ -58,43 +57,31 @@ const DIGESTS: [(&str, &str); 9] = [
     ),
 ];
 
-/// The folder a Multi30k copy lives in, with every file present.
-#[derive(Debug, Clone)]
-pub struct Multi30k {
-    pub dir: PathBuf,
-}
-
-impl Multi30k {
-    /// The file of `split` in `lang`, e.g. ("val", "de") -> DIR/val.de.gz.
-    pub fn file(&self, split: &str, lang: &str) -> PathBuf {
-        self.dir.join(format!("{split}.{lang}.gz"))
-    }
-
-    /// Parses "de-en" into ("de", "en"), checking both are Multi30k languages.
-    pub fn pair(pair: &str) -> Result<(String, String)> {
-        let parts: Vec<&str> = pair.split('-').collect();
-        match parts.as_slice() {
-            [a, b] if a != b && LANGS.contains(a) && LANGS.contains(b) => {
-                Ok((a.to_string(), b.to_string()))
-            }
-            _ => Err(Error::Config(format!(
-                "--pair `{pair}` is not a Multi30k pair: use two of de, en, fr joined by '-', e.g. de-en"
-            ))),
-        }
-    }
-}
+/// Multi30k's splits and languages.
+pub static MULTI30K: KnownCorpus = KnownCorpus {
+    name: "multi30k",
+    splits: SPLITS,
+    langs: &LANGS,
+};
 
 fn complete(dir: &Path) -> bool {
     DIGESTS.iter().all(|(name, _)| dir.join(name).is_file())
 }
 
+fn found(dir: &Path) -> CorpusDir {
+    CorpusDir {
+        dir: dir.to_path_buf(),
+        corpus: &MULTI30K,
+    }
+}
+
 /// Finds Multi30k, downloading it into `cache` (normally corpora/multi30k) when neither
 /// `$NMT_CORPORA/multi30k` nor the cache holds it.
-pub fn locate(cache: &Path) -> Result<Multi30k> {
+pub fn locate(cache: &Path) -> Result<CorpusDir> {
     if let Some(root) = std::env::var_os("NMT_CORPORA") {
         let dir = PathBuf::from(root).join("multi30k");
         if complete(&dir) {
-            return Ok(Multi30k { dir });
+            return Ok(found(&dir));
         }
         return Err(Error::Corpus(format!(
             "NMT_CORPORA is set, but {} does not hold all Multi30k files ({}): point NMT_CORPORA at the folder that contains multi30k/, or unset it to use {}",
@@ -104,61 +91,34 @@ pub fn locate(cache: &Path) -> Result<Multi30k> {
         )));
     }
     if complete(cache) {
-        return Ok(Multi30k {
-            dir: cache.to_path_buf(),
-        });
+        return Ok(found(cache));
     }
     fetch(cache)
 }
 
 /// Downloads every missing file into `dir` and checks every file's SHA-256.
-pub fn fetch(dir: &Path) -> Result<Multi30k> {
+pub fn fetch(dir: &Path) -> Result<CorpusDir> {
     std::fs::create_dir_all(dir).map_err(|e| Error::write(dir, e))?;
     let base = std::env::var(MIRROR_ENV).unwrap_or_else(|_| BASE_URL.to_string());
     for (name, digest) in DIGESTS {
         let path = dir.join(name);
         if !path.is_file() {
             let url = format!("{}/{name}", base.trim_end_matches('/'));
-            let bytes = download(&url).map_err(|e| {
+            let bytes = download::bytes(&url).map_err(|e| {
                 Error::Download(format!(
                     "{name}: {e}. Without network access, copy the Multi30k files ({}) into a folder ROOT/multi30k/ and set NMT_CORPORA=ROOT",
                     DIGESTS.map(|d| d.0).join(", ")
                 ))
             })?;
-            check_digest(name, &bytes, digest)?;
+            check_digest(name, &download::sha256(&bytes), digest)?;
             let tmp = dir.join(format!("{name}.tmp"));
             std::fs::write(&tmp, &bytes).map_err(|e| Error::write(&tmp, e))?;
             std::fs::rename(&tmp, &path).map_err(|e| Error::write(&path, e))?;
         }
         let bytes = std::fs::read(&path).map_err(|e| Error::read(&path, e))?;
-        check_digest(name, &bytes, digest)?;
+        check_digest(name, &download::sha256(&bytes), digest)?;
     }
-    Ok(Multi30k {
-        dir: dir.to_path_buf(),
-    })
-}
-
-fn download(url: &str) -> std::result::Result<Vec<u8>, String> {
-    let resp = ureq::get(url)
-        .timeout(std::time::Duration::from_secs(60))
-        .call()
-        .map_err(|e| e.to_string())?;
-    let mut bytes = Vec::new();
-    resp.into_reader()
-        .take(64 << 20)
-        .read_to_end(&mut bytes)
-        .map_err(|e| e.to_string())?;
-    Ok(bytes)
-}
-
-fn check_digest(name: &str, bytes: &[u8], want: &str) -> Result<()> {
-    let got = format!("{:x}", Sha256::digest(bytes));
-    if got != want {
-        return Err(Error::Download(format!(
-            "{name} has SHA-256 {got}, expected {want}: the file is damaged or not the published one; delete it and fetch again"
-        )));
-    }
-    Ok(())
+    Ok(found(dir))
 }
 
 #[cfg(test)]
@@ -167,19 +127,12 @@ mod tests {
 
     #[test]
     fn pair_parsing() {
-        assert_eq!(Multi30k::pair("de-en").unwrap(), ("de".into(), "en".into()));
-        assert!(Multi30k::pair("de-xx")
+        assert_eq!(MULTI30K.pair("de-en").unwrap(), ("de".into(), "en".into()));
+        assert!(MULTI30K
+            .pair("de-xx")
             .unwrap_err()
             .to_string()
             .contains("de-xx"));
-        assert!(Multi30k::pair("en-en").is_err());
-    }
-
-    #[test]
-    fn digest_mismatch_is_named() {
-        let msg = check_digest("val.de.gz", b"not it", DIGESTS[6].1)
-            .unwrap_err()
-            .to_string();
-        assert!(msg.contains("val.de.gz has SHA-256"), "{msg}");
+        assert!(MULTI30K.pair("en-en").is_err());
     }
 }
