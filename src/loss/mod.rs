@@ -1,14 +1,16 @@
-//! Cross-entropy over all target positions at once. On the CPU the log-softmax, the pick of
-//! the target and the label-smoothing term run fused in one custom op (rows in parallel, no
-//! (N, V) temporaries but the gradient); elsewhere the same math runs as plain Candle ops.
+//! Cross-entropy over all target positions at once. On the CPU and on CUDA the log-softmax,
+//! the pick of the target and the label-smoothing term run fused in one custom op
+//! (`cross_entropy`: no (N, V) temporaries but the gradient); elsewhere the same math runs
+//! as plain Candle ops.
 
+mod cross_entropy;
+#[cfg(feature = "cuda")]
+mod cross_entropy_cuda;
 pub mod output_layer;
 
-use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor, D};
-use rayon::prelude::*;
+use candle_core::{Tensor, D};
 
 use crate::error::Result;
-use crate::tensor_data::{cpu_f32, storage_f32};
 
 /// `logits (N, V)`, `targets (N)` u32, `mask (N)` f32 (1 real, 0 padding) -> the negative
 /// log-likelihood of each position, `(N)`, zero on padding.
@@ -24,142 +26,10 @@ pub fn masked_nll_sum(logits: &Tensor, targets: &Tensor, mask: &Tensor) -> Resul
     Ok(masked_nll(logits, targets, mask)?.sum_all()?)
 }
 
-/// Per row: `[nll, smoothed, lse]` where lse is the row's log-sum-exp, `nll = lse - x_t` and
-/// `smoothed = (1 - eps) * nll + eps * (lse - mean(x))`; lse is kept for the backward pass.
-struct FusedCrossEntropy {
-    eps: f32,
-}
-
-/// Log-sum-exp of one row (f32 exponentials, f64 sum).
-fn lse(row: &[f32]) -> f32 {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum: f64 = row.iter().map(|&x| (x - max).exp() as f64).sum();
-    max + sum.ln() as f32
-}
-
-fn wrap(e: crate::error::Error) -> candle_core::Error {
-    candle_core::Error::wrap(e)
-}
-
-/// The `n` target ids, each checked to be below the vocabulary size `v`.
-fn u32_targets<'a>(
-    s: &'a CpuStorage,
-    l: &Layout,
-    n: usize,
-    v: usize,
-) -> candle_core::Result<&'a [u32]> {
-    let t = match (s, l.contiguous_offsets()) {
-        (CpuStorage::U32(t), Some((a, b))) => &t[a..b],
-        _ => {
-            return Err(candle_core::Error::Msg(
-                "cross-entropy targets must be contiguous u32".into(),
-            ))
-        }
-    };
-    if t.len() != n {
-        return Err(candle_core::Error::Msg(format!(
-            "cross-entropy: {} targets for {n} rows of logits",
-            t.len()
-        )));
-    }
-    if let Some(&id) = t.iter().find(|&&id| id as usize >= v) {
-        return Err(candle_core::Error::Msg(format!(
-            "cross-entropy: target id {id} is outside the vocabulary of {v}"
-        )));
-    }
-    Ok(t)
-}
-
-impl CustomOp2 for FusedCrossEntropy {
-    fn name(&self) -> &'static str {
-        "fused-cross-entropy"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (n, v) = l1.shape().dims2()?;
-        let x = cpu_f32(s1, l1, "logits").map_err(wrap)?;
-        let t = u32_targets(s2, l2, n, v)?;
-        let eps = self.eps;
-        let mut out = vec![0f32; 3 * n];
-        out.par_chunks_mut(3).enumerate().for_each(|(r, o)| {
-            let row = &x[r * v..(r + 1) * v];
-            let z = lse(row);
-            let nll = z - row[t[r] as usize];
-            let mean = (row.iter().map(|&a| a as f64).sum::<f64>() / v as f64) as f32;
-            o[0] = nll;
-            o[1] = (1.0 - eps) * nll + eps * (z - mean);
-            o[2] = z;
-        });
-        Ok((CpuStorage::F32(out), Shape::from((n, 3))))
-    }
-
-    fn bwd(
-        &self,
-        logits: &Tensor,
-        targets: &Tensor,
-        res: &Tensor,
-        grad: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let (n, v) = logits.dims2()?;
-        let logits = logits.contiguous()?;
-        let targets = targets.contiguous()?;
-        let grad = grad.contiguous()?;
-        let res = res.contiguous()?;
-        let mut dx = vec![0f32; n * v];
-        {
-            let (xs, xl) = logits.storage_and_layout();
-            let (ts, tl) = targets.storage_and_layout();
-            let (gs, gl) = grad.storage_and_layout();
-            let (rs, rl) = res.storage_and_layout();
-            let x = storage_f32(&xs, xl, "logits").map_err(wrap)?;
-            let t = match &*ts {
-                candle_core::Storage::Cpu(c) => u32_targets(c, tl, n, v)?,
-                _ => {
-                    return Err(candle_core::Error::Msg(
-                        "fused cross-entropy runs on the CPU".into(),
-                    ))
-                }
-            };
-            let g = storage_f32(&gs, gl, "loss gradient").map_err(wrap)?;
-            let saved = storage_f32(&rs, rl, "saved log-sum-exp").map_err(wrap)?;
-            let eps = self.eps;
-            dx.par_chunks_mut(v).enumerate().for_each(|(r, d)| {
-                let row = &x[r * v..(r + 1) * v];
-                let (g_nll, g_smooth) = (g[3 * r], g[3 * r + 1]);
-                let total = g_nll + g_smooth;
-                if total == 0.0 {
-                    return;
-                }
-                let z = saved[3 * r + 2];
-                // d(lse)/dx = softmax; d(-x_t)/dx = -onehot; d(-mean)/dx = -1/V.
-                let uniform = g_smooth * eps / v as f32;
-                for (dv, &xv) in d.iter_mut().zip(row) {
-                    *dv = total * (xv - z).exp() - uniform;
-                }
-                d[t[r] as usize] -= g_nll + g_smooth * (1.0 - eps);
-            });
-        }
-        Ok((Some(Tensor::from_vec(dx, (n, v), logits.device())?), None))
-    }
-}
-
 /// Per-position `(nll, smoothed loss)`, each `(N)`, before masking.
 fn per_position(logits: &Tensor, targets: &Tensor, eps: f64) -> Result<(Tensor, Tensor)> {
-    if logits.device().is_cpu() {
-        let both = logits.contiguous()?.apply_op2(
-            &targets.contiguous()?,
-            FusedCrossEntropy { eps: eps as f32 },
-        )?;
-        return Ok((
-            both.narrow(1, 0, 1)?.squeeze(1)?,
-            both.narrow(1, 1, 1)?.squeeze(1)?,
-        ));
+    if cross_entropy::runs_on(logits.device()) {
+        return cross_entropy::per_position(logits, targets, eps as f32);
     }
     let logp = candle_nn::ops::log_softmax(logits, D::Minus1)?;
     let nll = logp.gather(&targets.unsqueeze(1)?, 1)?.squeeze(1)?.neg()?;
