@@ -1,6 +1,7 @@
-//! The optimizer's per-parameter arithmetic on the CPU as in-place ops split over every core:
-//! one pass over each tensor and no temporaries. Written as Candle tensor ops, SGD made about
-//! nine full-size passes per parameter and step, Adam about twenty-five.
+//! The optimizer's per-parameter arithmetic as in-place ops: on the CPU split over every core,
+//! on CUDA one kernel per update (src/kernels/cuda/optimizer.cu); one pass over each tensor
+//! and no temporaries. Written as Candle tensor ops, SGD made about nine full-size passes per
+//! parameter and step, Adam about twenty-five.
 
 use candle_core::{CpuStorage, InplaceOp1, InplaceOp2, InplaceOp3, Layout, Tensor};
 use rayon::prelude::*;
@@ -88,6 +89,17 @@ impl InplaceOp2 for SgdUpdate {
         let step = self.step;
         zip_in_place(dst, dst_l, g, gl, |w, g| *w -= step * g)
     }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        dst: &mut candle_core::CudaStorage,
+        dst_l: &Layout,
+        g: &candle_core::CudaStorage,
+        gl: &Layout,
+    ) -> candle_core::Result<()> {
+        super::fused_cuda::launch("sgd_update", (dst, dst_l), &[(g, gl)], &[self.step])
+    }
 }
 
 /// `w[id] <- w[id] - step * row` for the given rows of a `(V, E)` parameter (a sparse SGD
@@ -146,6 +158,23 @@ impl InplaceOp2 for MomentUpdate {
             *m = d * *m + (1.0 - d) * if sq { g * g } else { g };
         })
     }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        dst: &mut candle_core::CudaStorage,
+        dst_l: &Layout,
+        g: &candle_core::CudaStorage,
+        gl: &Layout,
+    ) -> candle_core::Result<()> {
+        let square = if self.square { 1.0 } else { 0.0 };
+        super::fused_cuda::launch(
+            "adam_moment",
+            (dst, dst_l),
+            &[(g, gl)],
+            &[self.decay, self.scale, square],
+        )
+    }
 }
 
 /// Adam's step from its moments: `w <- w - lr * (m / c1) / (sqrt(v / c2) + eps)`.
@@ -182,6 +211,24 @@ impl InplaceOp3 for AdamUpdate {
                 }
             });
         Ok(())
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        dst: &mut candle_core::CudaStorage,
+        dst_l: &Layout,
+        m: &candle_core::CudaStorage,
+        ml: &Layout,
+        v: &candle_core::CudaStorage,
+        vl: &Layout,
+    ) -> candle_core::Result<()> {
+        super::fused_cuda::launch(
+            "adam_update",
+            (dst, dst_l),
+            &[(m, ml), (v, vl)],
+            &[self.lr, self.c1, self.c2, self.eps],
+        )
     }
 }
 

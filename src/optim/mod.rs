@@ -3,6 +3,8 @@
 //! the arithmetic runs fused and in place (`fused`); elsewhere as Candle tensor ops.
 
 pub mod fused;
+#[cfg(feature = "cuda")]
+mod fused_cuda;
 
 use std::collections::HashMap;
 
@@ -81,7 +83,9 @@ impl Optimizer {
     /// `vars`: the named variables to update.
     pub fn new(kind: OptimizerKind, vars: Vec<(String, Var)>, clip_norm: f64) -> Result<Self> {
         let (names, vars): (Vec<String>, Vec<Var>) = vars.into_iter().unzip();
-        let vars_on_cpu = vars.iter().all(|v| v.device().is_cpu());
+        // The in-place updates run on the CPU and on CUDA; elsewhere tensor ops.
+        let fused =
+            vars.iter().all(|v| v.device().is_cpu()) || vars.iter().all(|v| v.device().is_cuda());
         let adam = match kind {
             OptimizerKind::Sgd => None,
             OptimizerKind::Adam => {
@@ -104,7 +108,7 @@ impl Optimizer {
             vars,
             clip_norm,
             adam,
-            fused: vars_on_cpu,
+            fused,
         })
     }
 
@@ -186,7 +190,8 @@ impl Optimizer {
     /// `step` with the gradients by variable name (the CPU training step's own backward pass).
     /// Row gradients stay sparse in the fused SGD update and in the norm.
     pub fn step_named(&mut self, grads: &HashMap<String, Gradient>, lr: f64) -> Result<StepReport> {
-        let sparse_sgd = self.fused && matches!(self.kind, OptimizerKind::Sgd);
+        let on_cpu = self.vars.iter().all(|v| v.device().is_cpu());
+        let sparse_sgd = self.fused && on_cpu && matches!(self.kind, OptimizerKind::Sgd);
         let mut dense: Vec<Option<Tensor>> = Vec::with_capacity(self.vars.len());
         let mut rows: Vec<Option<(&[u32], &[f32])>> = Vec::with_capacity(self.vars.len());
         for (name, var) in self.names.iter().zip(&self.vars) {
@@ -216,12 +221,22 @@ impl Optimizer {
             .flatten()
             .map(|(_, r)| fused::sum_squares_of(r))
             .sum();
-        for g in gs.iter().flatten() {
-            sq += if self.fused {
-                fused::sum_squares(g)?
-            } else {
-                g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64
-            };
+        let on_cpu = self.vars.iter().all(|v| v.device().is_cpu());
+        if self.fused && on_cpu {
+            for g in gs.iter().flatten() {
+                sq += fused::sum_squares(g)?;
+            }
+        } else {
+            // The per-parameter sums stay on the device: one read-back per step, not one
+            // per parameter.
+            let sums = gs
+                .iter()
+                .flatten()
+                .map(|g| Ok(g.sqr()?.sum_all()?))
+                .collect::<Result<Vec<_>>>()?;
+            if !sums.is_empty() {
+                sq += Tensor::stack(&sums, 0)?.sum_all()?.to_scalar::<f32>()? as f64;
+            }
         }
         let grad_norm = sq.sqrt();
         if !grad_norm.is_finite() {

@@ -1,0 +1,58 @@
+//! Launching the optimizer kernels (src/kernels/cuda/optimizer.cu, PTX built by build.rs):
+//! one thread per element of the parameter, updated in place.
+
+use candle_core::backend::BackendStorage;
+use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
+use candle_core::cuda_backend::WrapErr;
+use candle_core::{CudaStorage, Layout};
+
+/// The kernels' PTX, compiled at build time.
+const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/optimizer.ptx"));
+
+/// The contiguous range of a tensor's storage.
+fn range(name: &str, l: &Layout) -> candle_core::Result<std::ops::Range<usize>> {
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(a..b),
+        None => candle_core::bail!("{name}: operands must be contiguous"),
+    }
+}
+
+/// Runs kernel `name` on `dst` (updated in place) with the same-sized `srcs`; the kernel's
+/// arguments are `dst, srcs.., n, scalars..`.
+pub fn launch(
+    name: &str,
+    (dst, dst_l): (&mut CudaStorage, &Layout),
+    srcs: &[(&CudaStorage, &Layout)],
+    scalars: &[f32],
+) -> candle_core::Result<()> {
+    let dev = dst.device().clone();
+    let func = dev.get_or_load_custom_func(name, "nmt_optimizer", PTX)?;
+    let dst_range = range(name, dst_l)?;
+    let n = dst_range.len();
+    let views = srcs
+        .iter()
+        .map(|(s, l)| {
+            let r = range(name, l)?;
+            if r.len() != n {
+                candle_core::bail!("{name}: operands must have the parameter's size");
+            }
+            Ok(s.as_cuda_slice::<f32>()?.slice(r))
+        })
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    let mut out = dst.as_cuda_slice_mut::<f32>()?.slice_mut(dst_range);
+    let n_arg = n as u32;
+    let mut builder = func.builder();
+    builder.arg(&mut out);
+    for v in &views {
+        builder.arg(v);
+    }
+    builder.arg(&n_arg);
+    for s in scalars {
+        builder.arg(s);
+    }
+    if n > 0 {
+        // SAFETY: argument types and order match the kernel's signature.
+        unsafe { builder.launch(LaunchConfig::for_num_elems(n as u32)) }.w()?;
+    }
+    Ok(())
+}
