@@ -435,6 +435,71 @@ fn europarl_fetch_failures_say_what_to_do() {
 }
 
 #[test]
+fn prepared_europarl_copy_trains_and_evaluates() {
+    // A prepared copy in $NMT_CORPORA/europarl/ (the toy corpus under Europarl's file names;
+    // gzip is detected by content, so plain text is read as it is).
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("europarl");
+    std::fs::create_dir_all(&copy).unwrap();
+    for (split, toy_split) in [("train", "train"), ("val", "valid"), ("test", "test")] {
+        for lang in ["de", "en"] {
+            std::fs::copy(
+                toy(&format!("{toy_split}.{lang}")),
+                copy.join(format!("{split}.{lang}.gz")),
+            )
+            .unwrap();
+        }
+    }
+    let with_corpora = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_nmt"))
+            .args(args)
+            .env("NMT_CORPORA", dir.path())
+            .output()
+            .unwrap()
+    };
+    let o = with_corpora(&["corpus", "fetch", "europarl"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("europarl is in"));
+    let run = dir.path().join("run");
+    let run = run.to_str().unwrap();
+    let o = with_corpora(&[
+        "train",
+        "--corpus",
+        "europarl",
+        "--pair",
+        "de-en",
+        "--out",
+        run,
+        "--layers",
+        "1",
+        "--hidden",
+        "16",
+        "--emb",
+        "16",
+        "--vocab-size",
+        "300",
+        "--epochs",
+        "1",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // eval's default split is the corpus's test split.
+    let o = with_corpora(&[
+        "eval", "--model", run, "--corpus", "europarl", "--pair", "de-en", "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let test_lines = std::fs::read_to_string(toy("test.en"))
+        .unwrap()
+        .lines()
+        .count();
+    assert_eq!(
+        report["sentences"].as_u64(),
+        Some(test_lines as u64),
+        "{report}"
+    );
+}
+
+#[test]
 fn flag_mistakes_are_named() {
     let dir = tempfile::tempdir().unwrap();
     let (de, en) = (toy("train.de"), toy("train.en"));
