@@ -27,22 +27,6 @@ fn cache(c: &KnownCorpus) -> PathBuf {
     Path::new("corpora").join(c.name)
 }
 
-/// Finds the corpus `c` ($NMT_CORPORA/NAME, else `dir`), fetching it into `dir` if needed.
-fn locate(c: &KnownCorpus, dir: &Path) -> Result<CorpusDir> {
-    Ok(match c.name {
-        "europarl" => europarl::locate(dir)?,
-        _ => multi30k::locate(dir)?,
-    })
-}
-
-/// Fetches the corpus `c` into `dir`, checking what is already there.
-fn fetch_into(c: &KnownCorpus, dir: &Path) -> Result<CorpusDir> {
-    Ok(match c.name {
-        "europarl" => europarl::fetch(dir)?,
-        _ => multi30k::fetch(dir)?,
-    })
-}
-
 /// The corpus folder and the (source, target) languages of `--corpus NAME --pair SRC-TGT`.
 pub fn known_corpus(c: &CorpusArgs) -> Result<Option<(CorpusDir, String, String)>> {
     let Some(name) = &c.corpus else {
@@ -50,7 +34,7 @@ pub fn known_corpus(c: &CorpusArgs) -> Result<Option<(CorpusDir, String, String)
     };
     let corpus = by_name(name)?;
     let (s, t) = corpus.pair(&c.pair)?;
-    Ok(Some((locate(corpus, &cache(corpus))?, s, t)))
+    Ok(Some((corpus.locate(&cache(corpus))?, s, t)))
 }
 
 /// `nmt corpus fetch NAME [--dir DIR]`.
@@ -58,9 +42,9 @@ pub fn fetch(name: &str, dir: Option<&Path>) -> Result<()> {
     let corpus = by_name(name)?;
     let dir = dir.map_or_else(|| cache(corpus), Path::to_path_buf);
     let found = if std::env::var_os("NMT_CORPORA").is_some() {
-        locate(corpus, &dir)?
+        corpus.locate(&dir)?
     } else {
-        fetch_into(corpus, &dir)?
+        (corpus.fetch)(&dir)?
     };
     println!("{name} is in {}", found.dir.display());
     Ok(())

@@ -14,9 +14,42 @@ pub struct KnownCorpus {
     pub splits: [&'static str; 3],
     /// The languages every split has.
     pub langs: &'static [&'static str],
+    /// Downloads (or prepares) the corpus into a folder, checking what is already there.
+    pub fetch: fn(&Path) -> Result<CorpusDir>,
 }
 
 impl KnownCorpus {
+    /// The corpus in `dir`.
+    pub fn at(&'static self, dir: &Path) -> CorpusDir {
+        CorpusDir {
+            dir: dir.to_path_buf(),
+            corpus: self,
+        }
+    }
+
+    /// Finds the corpus: `$NMT_CORPORA/NAME/` when that variable is set, else `cache`
+    /// (normally corpora/NAME), fetching it there when `cache` does not hold it.
+    pub fn locate(&'static self, cache: &Path) -> Result<CorpusDir> {
+        if let Some(root) = std::env::var_os("NMT_CORPORA") {
+            let dir = PathBuf::from(root).join(self.name);
+            if self.complete_in(&dir) {
+                return Ok(self.at(&dir));
+            }
+            return Err(Error::Corpus(format!(
+                "NMT_CORPORA is set, but {} does not hold every {} file ({}): point NMT_CORPORA at the folder that contains {}/, or unset it to use {}",
+                dir.display(),
+                self.name,
+                self.file_names().join(", "),
+                self.name,
+                cache.display()
+            )));
+        }
+        if self.complete_in(cache) {
+            return Ok(self.at(cache));
+        }
+        (self.fetch)(cache)
+    }
+
     /// Parses "de-en" into ("de", "en"), checking both are languages of this corpus.
     pub fn pair(&self, pair: &str) -> Result<(String, String)> {
         let parts: Vec<&str> = pair.split('-').collect();

@@ -42,6 +42,7 @@ pub static EUROPARL: KnownCorpus = KnownCorpus {
     name: "europarl",
     splits: ["train", "val", "test"],
     langs: &["de", "en"],
+    fetch,
 };
 
 /// How the subset is cut from the aligned files.
@@ -64,39 +65,11 @@ pub const PLAN: Plan = Plan {
     max_words: 50,
 };
 
-fn found(dir: &Path) -> CorpusDir {
-    CorpusDir {
-        dir: dir.to_path_buf(),
-        corpus: &EUROPARL,
-    }
-}
-
-/// Finds the prepared subset, preparing it in `cache` (normally corpora/europarl) when
-/// neither `$NMT_CORPORA/europarl` nor the cache holds it.
-pub fn locate(cache: &Path) -> Result<CorpusDir> {
-    if let Some(root) = std::env::var_os("NMT_CORPORA") {
-        let dir = PathBuf::from(root).join("europarl");
-        if EUROPARL.complete_in(&dir) {
-            return Ok(found(&dir));
-        }
-        return Err(Error::Corpus(format!(
-            "NMT_CORPORA is set, but {} does not hold the prepared Europarl subset ({}): point NMT_CORPORA at the folder that contains europarl/, or unset it to prepare it in {}",
-            dir.display(),
-            EUROPARL.file_names().join(", "),
-            cache.display()
-        )));
-    }
-    if EUROPARL.complete_in(cache) {
-        return Ok(found(cache));
-    }
-    fetch(cache)
-}
-
 /// Downloads the archive into `dir` unless it is there, checks its SHA-256 and prepares
 /// the subset beside it; a folder that already holds the prepared subset is left as it is.
 pub fn fetch(dir: &Path) -> Result<CorpusDir> {
     if EUROPARL.complete_in(dir) {
-        return Ok(found(dir));
+        return Ok(EUROPARL.at(dir));
     }
     std::fs::create_dir_all(dir).map_err(|e| Error::write(dir, e))?;
     let archive = dir.join(ARCHIVE);
@@ -122,7 +95,7 @@ pub fn fetch(dir: &Path) -> Result<CorpusDir> {
         check_digest(ARCHIVE, &download::sha256_file(&archive)?, DIGEST)?;
     }
     prepare(&archive, dir, &PLAN)?;
-    Ok(found(dir))
+    Ok(EUROPARL.at(dir))
 }
 
 /// Cuts the subset `plan` from `archive` (already checked) into `dir`'s split files.
@@ -292,7 +265,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let archive = fixture(dir.path(), 200);
         prepare(&archive, dir.path(), &SMALL).unwrap();
-        let c = found(dir.path());
+        let c = EUROPARL.at(dir.path());
         let lines = |p: PathBuf| read_lines(&p).unwrap();
         let (tr_de, tr_en) = c.train(("de", "en"));
         let (de, en) = (lines(tr_de), lines(tr_en));

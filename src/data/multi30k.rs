@@ -1,7 +1,8 @@
-//! Finding Multi30k: `$NMT_CORPORA/multi30k/`, else the download cache `corpora/multi30k/`,
-//! else download the public raw files into that cache and verify their SHA-256.
+//! Multi30k: found as `KnownCorpus::locate` says (`$NMT_CORPORA/multi30k/`, else the cache
+//! `corpora/multi30k/`), else its public raw files downloaded into the cache and their
+//! SHA-256 verified.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::corpus_dir::{CorpusDir, KnownCorpus};
 use super::download::{self, check_digest};
@@ -62,39 +63,8 @@ pub static MULTI30K: KnownCorpus = KnownCorpus {
     name: "multi30k",
     splits: SPLITS,
     langs: &LANGS,
+    fetch,
 };
-
-fn complete(dir: &Path) -> bool {
-    DIGESTS.iter().all(|(name, _)| dir.join(name).is_file())
-}
-
-fn found(dir: &Path) -> CorpusDir {
-    CorpusDir {
-        dir: dir.to_path_buf(),
-        corpus: &MULTI30K,
-    }
-}
-
-/// Finds Multi30k, downloading it into `cache` (normally corpora/multi30k) when neither
-/// `$NMT_CORPORA/multi30k` nor the cache holds it.
-pub fn locate(cache: &Path) -> Result<CorpusDir> {
-    if let Some(root) = std::env::var_os("NMT_CORPORA") {
-        let dir = PathBuf::from(root).join("multi30k");
-        if complete(&dir) {
-            return Ok(found(&dir));
-        }
-        return Err(Error::Corpus(format!(
-            "NMT_CORPORA is set, but {} does not hold all Multi30k files ({}): point NMT_CORPORA at the folder that contains multi30k/, or unset it to use {}",
-            dir.display(),
-            DIGESTS.map(|d| d.0).join(", "),
-            cache.display()
-        )));
-    }
-    if complete(cache) {
-        return Ok(found(cache));
-    }
-    fetch(cache)
-}
 
 /// Downloads every missing file into `dir` and checks every file's SHA-256.
 pub fn fetch(dir: &Path) -> Result<CorpusDir> {
@@ -118,7 +88,7 @@ pub fn fetch(dir: &Path) -> Result<CorpusDir> {
         let bytes = std::fs::read(&path).map_err(|e| Error::read(&path, e))?;
         check_digest(name, &download::sha256(&bytes), digest)?;
     }
-    Ok(found(dir))
+    Ok(MULTI30K.at(dir))
 }
 
 #[cfg(test)]

@@ -68,6 +68,8 @@ pub struct Optimizer {
     adam: Option<AdamMoments>,
     /// In-place fused arithmetic (`fused`); false: Candle tensor ops.
     fused: bool,
+    /// Every variable lives on the CPU (the norm and sparse rows are computed on the host).
+    on_cpu: bool,
 }
 
 /// What one update did.
@@ -83,9 +85,9 @@ impl Optimizer {
     /// `vars`: the named variables to update.
     pub fn new(kind: OptimizerKind, vars: Vec<(String, Var)>, clip_norm: f64) -> Result<Self> {
         let (names, vars): (Vec<String>, Vec<Var>) = vars.into_iter().unzip();
+        let on_cpu = vars.iter().all(|v| v.device().is_cpu());
         // The in-place updates run on the CPU and on CUDA; elsewhere tensor ops.
-        let fused =
-            vars.iter().all(|v| v.device().is_cpu()) || vars.iter().all(|v| v.device().is_cuda());
+        let fused = on_cpu || vars.iter().all(|v| v.device().is_cuda());
         let adam = match kind {
             OptimizerKind::Sgd => None,
             OptimizerKind::Adam => {
@@ -109,6 +111,7 @@ impl Optimizer {
             clip_norm,
             adam,
             fused,
+            on_cpu,
         })
     }
 
@@ -190,8 +193,7 @@ impl Optimizer {
     /// `step` with the gradients by variable name (the CPU training step's own backward pass).
     /// Row gradients stay sparse in the fused SGD update and in the norm.
     pub fn step_named(&mut self, grads: &HashMap<String, Gradient>, lr: f64) -> Result<StepReport> {
-        let on_cpu = self.vars.iter().all(|v| v.device().is_cpu());
-        let sparse_sgd = self.fused && on_cpu && matches!(self.kind, OptimizerKind::Sgd);
+        let sparse_sgd = self.fused && self.on_cpu && matches!(self.kind, OptimizerKind::Sgd);
         let mut dense: Vec<Option<Tensor>> = Vec::with_capacity(self.vars.len());
         let mut rows: Vec<Option<(&[u32], &[f32])>> = Vec::with_capacity(self.vars.len());
         for (name, var) in self.names.iter().zip(&self.vars) {
@@ -221,8 +223,7 @@ impl Optimizer {
             .flatten()
             .map(|(_, r)| fused::sum_squares_of(r))
             .sum();
-        let on_cpu = self.vars.iter().all(|v| v.device().is_cpu());
-        if self.fused && on_cpu {
+        if self.fused && self.on_cpu {
             for g in gs.iter().flatten() {
                 sq += fused::sum_squares(g)?;
             }
