@@ -30,7 +30,7 @@ fn main() {
 }
 
 /// The files of src/kernels/cuda/ (without `.cu`), each loaded as one PTX module.
-const CUDA_KERNELS: &[&str] = &["lstm_cell", "cross_entropy", "optimizer"];
+const CUDA_KERNELS: &[&str] = &["lstm_cell", "cross_entropy", "optimizer", "top_k"];
 
 /// `src/kernels/cuda/*.cu` -> `$OUT_DIR/*.ptx` with nvcc (from PATH, or $NVCC), for the
 /// virtual architecture `compute_$CUDA_COMPUTE_CAP` (default 80: runs on A100, H100, H200

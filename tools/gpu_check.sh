@@ -6,7 +6,9 @@
 #   1. the card, the driver, and any library the binary cannot find;
 #   2. parity: the same seeded training steps on the CPU and on the GPU (loss before and after
 #      two SGD updates: forward and gradients);
-#   3. speed: nmt bench against the PyTorch baseline (cuDNN) on the GPU, at make bench's shape
+#   3. search parity: beam 5 with a toy model (plain and with attention) translated on the CPU
+#      and on the GPU, where each step's ranking runs as one kernel;
+#   4. speed: nmt bench against the PyTorch baseline (cuDNN) on the GPU, at make bench's shape
 #      and at the paper's (1000 cells and embeddings, 4+4 layers, 80,000 words, batch 128).
 set -u
 NMT=${NMT_BIN:-target/cuda/release/nmt}
@@ -53,6 +55,28 @@ for key in ["loss_first", "loss_last"]:
     if rel > 1e-4:
         sys.exit(f"FAIL: {key} differs by {rel:.2e}")
 EOF
+
+echo "== search parity: beam 5 on the CPU and on the GPU (ranking on the device)"
+for att in none general; do
+    model=$OUT/toy-$att
+    "$NMT" train --src-file corpora/toy/train.de --tgt-file corpora/toy/train.en --out "$model" \
+        --overwrite --layers 2 --hidden 64 --emb 64 --vocab-size 400 --epochs 60 --optimizer adam --lr 0.01 \
+        --attention $att --device cpu --quiet || exit 1
+    for dev in cpu cuda; do
+        "$NMT" translate --model "$model" --input corpora/toy/test.de --beam 5 --format tsv \
+            --device $dev --output "$OUT/search-$att-$dev.tsv" --overwrite || exit 1
+    done
+    "$PYTHON" - "$OUT/search-$att-cpu.tsv" "$OUT/search-$att-cuda.tsv" "$att" <<'EOF' || exit 1
+import sys
+cpu, gpu = (open(p).read().splitlines() for p in sys.argv[1:3])
+same = sum(a.split("\t")[3:] == b.split("\t")[3:] for a, b in zip(cpu, gpu))
+worst = max(abs(float(a.split("\t")[2]) - float(b.split("\t")[2])) for a, b in zip(cpu, gpu))
+print(f"attention {sys.argv[3]}: {same} of {len(cpu)} translations identical, largest score difference {worst:.2e}")
+# Float rounding may flip a near-tie; more than one in twenty would be a bug.
+if len(cpu) != len(gpu) or same < 0.95 * len(cpu):
+    sys.exit("FAIL: CPU and GPU beam search disagree")
+EOF
+done
 
 echo "== speed: nmt against PyTorch (cuDNN), both on the GPU"
 bench() {  # label, then the flags both tools share

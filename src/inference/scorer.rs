@@ -9,7 +9,8 @@ use crate::model::attention::{first_feed, peaks, Memory};
 use crate::model::decode_step::{DecodeWeights, StepState};
 use crate::model::lstm::LstmState;
 use crate::model::Seq2Seq;
-use crate::search::{log_softmax_rows, Scorer};
+use crate::search::rank::{rank_rows, Ranking};
+use crate::search::{device_rank, log_softmax_rows, Candidates, Scorer};
 use crate::tokenizer::SubwordTokenizer;
 
 /// Scores with one model (use `Seq2Seq::detached` weights: no autograd graph is built).
@@ -29,6 +30,40 @@ impl<'a> ModelScorer<'a> {
             model,
             fast: None,
             retokenize: None,
+        }
+    }
+}
+
+impl ModelScorer<'_> {
+    /// One decoder step on the tensor paths: the logits `(rows, vocab)`, on the model's
+    /// device, and the new state.
+    fn tensor_step(&self, state: &DecoderState, prev: &[u32]) -> Result<(Tensor, DecoderState)> {
+        match state {
+            DecoderState::Tensors(s) => {
+                let ids = Tensor::from_slice(prev, (1, prev.len()), self.model.device())?;
+                let (top, next) = self.model.decode(&ids, s)?;
+                let logits = self.model.project(&top.squeeze(0)?)?;
+                Ok((logits, DecoderState::Tensors(next)))
+            }
+            DecoderState::Attending {
+                lstm, feed, memory, ..
+            } => {
+                let ids = Tensor::from_slice(prev, prev.len(), self.model.device())?;
+                let (vector, weights, next) = self.model.attend_step(&ids, lstm, feed, memory)?;
+                let logits = self.model.project(&vector)?;
+                Ok((
+                    logits,
+                    DecoderState::Attending {
+                        lstm: next,
+                        feed: vector,
+                        peak: peaks(&weights, memory, self.model.cfg.reverse_source)?,
+                        memory: memory.clone(),
+                    },
+                ))
+            }
+            DecoderState::Cpu(_) => Err(Error::Config(
+                "a CPU decoder state reached a scorer without CPU weights".into(),
+            )),
         }
     }
 }
@@ -85,41 +120,31 @@ impl Scorer for ModelScorer<'_> {
     fn step(&self, state: &DecoderState, prev: &[u32], out: &mut Vec<f32>) -> Result<DecoderState> {
         let next = match (state, self.fast) {
             (DecoderState::Cpu(s), Some(w)) => DecoderState::Cpu(w.step(s, prev, out)?),
-            (DecoderState::Tensors(s), _) => {
-                let ids = Tensor::from_slice(prev, (1, prev.len()), self.model.device())?;
-                let (top, next) = self.model.decode(&ids, s)?;
-                let logits = self.model.project(&top.squeeze(0)?)?;
+            _ => {
+                let (logits, next) = self.tensor_step(state, prev)?;
                 *out = logits.flatten_all()?.to_vec1::<f32>()?;
-                DecoderState::Tensors(next)
-            }
-            (
-                DecoderState::Attending {
-                    lstm, feed, memory, ..
-                },
-                _,
-            ) => {
-                let ids = Tensor::from_slice(prev, prev.len(), self.model.device())?;
-                let (vector, weights, next) = self.model.attend_step(&ids, lstm, feed, memory)?;
-                *out = self
-                    .model
-                    .project(&vector)?
-                    .flatten_all()?
-                    .to_vec1::<f32>()?;
-                DecoderState::Attending {
-                    lstm: next,
-                    feed: vector,
-                    peak: peaks(&weights, memory, self.model.cfg.reverse_source)?,
-                    memory: memory.clone(),
-                }
-            }
-            (DecoderState::Cpu(_), None) => {
-                return Err(Error::Config(
-                    "a CPU decoder state reached a scorer without CPU weights".into(),
-                ))
+                next
             }
         };
         log_softmax_rows(out, self.model.cfg.tgt_vocab);
         Ok(next)
+    }
+
+    /// On the tensor paths the rows are ranked where the logits are (on a GPU, one kernel:
+    /// only the candidates are copied back); the CPU decoder's rows are ranked on the host.
+    fn step_top_k(
+        &self,
+        state: &DecoderState,
+        prev: &[u32],
+        ranking: &Ranking,
+        scratch: &mut Vec<f32>,
+    ) -> Result<(DecoderState, Candidates)> {
+        if matches!(state, DecoderState::Cpu(_)) || !device_rank::runs_on(self.model.device()) {
+            let next = self.step(state, prev, scratch)?;
+            return Ok((next, rank_rows(scratch, self.vocab_size(), ranking)));
+        }
+        let (logits, next) = self.tensor_step(state, prev)?;
+        Ok((next, device_rank::rank_logits(&logits, ranking)?))
     }
 
     fn reorder(&self, state: &DecoderState, rows: &[usize]) -> Result<DecoderState> {

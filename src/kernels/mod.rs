@@ -12,6 +12,7 @@
 //!   (search), or read row by row (fewer than six rows).
 //! - [`column_sums`]; [`vexp`]: exp, sigmoid and tanh over slices; [`isa`]: which vector
 //!   instructions this CPU has; [`scratch`]: reused buffers that are overwritten whole.
+//! - `cuda_view` (feature `cuda`): the contiguous views every CUDA kernel launch reads.
 //!
 //! Inside, the modules build on each other one way: `isa` <- `vexp`; `matrix` <- `tile`
 //! (the 12 x 32 AVX-512 register tile and its packing) <- `sgemm`, `row_gemm` <- `gemm` <-
@@ -20,6 +21,9 @@
 pub mod isa;
 pub mod scratch;
 pub mod vexp;
+
+#[cfg(feature = "cuda")]
+pub mod cuda_view;
 
 mod column_sums;
 mod gemm;

@@ -6,19 +6,13 @@ use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
 use candle_core::cuda_backend::WrapErr;
 use candle_core::{CudaStorage, Layout};
 
+use crate::kernels::cuda_view::view;
+
 /// The kernels' PTX, compiled at build time.
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/cross_entropy.ptx"));
 
 /// Threads per row: enough to keep a row's reads coalesced at every vocabulary size.
 const THREADS: u32 = 256;
-
-/// The contiguous range of a tensor's storage.
-fn range(name: &str, l: &Layout) -> candle_core::Result<std::ops::Range<usize>> {
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(a..b),
-        None => candle_core::bail!("{name}: inputs must be contiguous"),
-    }
-}
 
 /// Runs kernel `name` with `logits (rows, vocab)` f32, `targets (rows)` u32 and, for the
 /// gradient, `gs (rows, 6)` f32, into a new buffer of `out_len` floats.
@@ -33,10 +27,10 @@ pub fn launch(
 ) -> candle_core::Result<CudaStorage> {
     let dev = logits.device().clone();
     let func = dev.get_or_load_custom_func(name, "nmt_cross_entropy", PTX)?;
-    let x = logits.as_cuda_slice::<f32>()?.slice(range(name, ll)?);
-    let t = targets.as_cuda_slice::<u32>()?.slice(range(name, tl)?);
+    let x = view::<f32>(name, logits, ll)?;
+    let t = view::<u32>(name, targets, tl)?;
     let g = match gs {
-        Some((s, l)) => Some(s.as_cuda_slice::<f32>()?.slice(range(name, l)?)),
+        Some((s, l)) => Some(view::<f32>(name, s, l)?),
         None => None,
     };
     // SAFETY: each kernel writes every element of `out` (the forward its row's three

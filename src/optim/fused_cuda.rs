@@ -6,16 +6,10 @@ use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
 use candle_core::cuda_backend::WrapErr;
 use candle_core::{CudaStorage, Layout};
 
+use crate::kernels::cuda_view::{contiguous_range, view};
+
 /// The kernels' PTX, compiled at build time.
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/optimizer.ptx"));
-
-/// The contiguous range of a tensor's storage.
-fn range(name: &str, l: &Layout) -> candle_core::Result<std::ops::Range<usize>> {
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(a..b),
-        None => candle_core::bail!("{name}: operands must be contiguous"),
-    }
-}
 
 /// Runs kernel `name` on `dst` (updated in place) with the same-sized `srcs`; the kernel's
 /// arguments are `dst, srcs.., n, scalars..`.
@@ -27,16 +21,16 @@ pub fn launch(
 ) -> candle_core::Result<()> {
     let dev = dst.device().clone();
     let func = dev.get_or_load_custom_func(name, "nmt_optimizer", PTX)?;
-    let dst_range = range(name, dst_l)?;
+    let dst_range = contiguous_range(name, dst_l)?;
     let n = dst_range.len();
     let views = srcs
         .iter()
         .map(|(s, l)| {
-            let r = range(name, l)?;
-            if r.len() != n {
+            let v = view::<f32>(name, s, l)?;
+            if v.len() != n {
                 candle_core::bail!("{name}: operands must have the parameter's size");
             }
-            Ok(s.as_cuda_slice::<f32>()?.slice(r))
+            Ok(v)
         })
         .collect::<candle_core::Result<Vec<_>>>()?;
     let mut out = dst.as_cuda_slice_mut::<f32>()?.slice_mut(dst_range);

@@ -4,8 +4,7 @@
 //! flattened into one batch of rows for the scorer; a batch large enough is first split into
 //! one share of sentences per thread, each its own batch (`beam_search`).
 
-use rayon::prelude::*;
-
+use super::rank::Ranking;
 use super::{Hypothesis, Scorer};
 use crate::config::SearchConfig;
 use crate::error::{Error, Result};
@@ -17,52 +16,6 @@ struct Open {
     log_prob: f32,
     /// One source index per token, when the scorer reports `peaks`.
     alignment: Vec<u32>,
-}
-
-/// The best `k` (score, token) of one row, best first; ties go to the lower token id.
-/// `banned` (EOS before the minimum length) is skipped.
-fn row_top_k(row: &[f32], base: f32, k: usize, banned: Option<u32>) -> Vec<(f32, u32)> {
-    let mut top: Vec<(f32, u32)> = Vec::with_capacity(k + 1);
-    for (c, chunk) in row.chunks(CHUNK).enumerate() {
-        // Once the list is full, most chunks hold nothing above its last entry: one
-        // (vectorised) maximum rules them out.
-        if top.len() == k && base + chunk_max(chunk) <= top[k - 1].0 {
-            continue;
-        }
-        for (j, &lp) in chunk.iter().enumerate() {
-            let (s, v) = (base + lp, (c * CHUNK + j) as u32);
-            if s.is_nan() || (top.len() == k && s <= top[k - 1].0) || banned == Some(v) {
-                continue;
-            }
-            let at = top.partition_point(|&(x, _)| x >= s);
-            top.insert(at, (s, v));
-            top.truncate(k);
-        }
-    }
-    top
-}
-
-/// Open hypotheses from which rows are ranked in parallel.
-const PARALLEL_FROM_ROWS: usize = 8;
-
-/// Entries per chunk of a row in `row_top_k`.
-const CHUNK: usize = 64;
-
-/// The largest entry, ignoring NaN (negative infinity when there is none).
-fn chunk_max(chunk: &[f32]) -> f32 {
-    // Eight lanes compare independently, so the loop compiles to vector maxima.
-    let mut lanes = [f32::NEG_INFINITY; 8];
-    let mut eights = chunk.chunks_exact(8);
-    for e in &mut eights {
-        for (l, &x) in lanes.iter_mut().zip(e) {
-            *l = if x > *l { x } else { *l };
-        }
-    }
-    let rest = eights.remainder().iter();
-    lanes
-        .iter()
-        .chain(rest)
-        .fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m })
 }
 
 /// Translates every source; returns each sentence's `cfg.n_best` best finished hypotheses,
@@ -148,7 +101,6 @@ fn search_batch<S: Scorer>(
     eos: u32,
 ) -> Result<Vec<Vec<Hypothesis>>> {
     let n = sources.len();
-    let vocab = scorer.vocab_size();
     let k = cfg.beam.max(1);
     let n_best = cfg.n_best.clamp(1, k);
     let max_len: Vec<usize> = sources
@@ -178,20 +130,17 @@ fn search_batch<S: Scorer>(
             .iter()
             .map(|h| *h.tokens.last().unwrap_or(&bos))
             .collect();
-        let stepped = scorer.step(&state, &prev, &mut log_probs)?;
+        // A sentence's width only changes while that sentence is merged below.
+        let ranking = Ranking {
+            bases: open.iter().map(|h| h.log_prob).collect(),
+            widths: open
+                .iter()
+                .map(|h| k - finished[h.sentence].len())
+                .collect(),
+            banned,
+        };
+        let (stepped, tops) = scorer.step_top_k(&state, &prev, &ranking, &mut log_probs)?;
         let peaks = scorer.peaks(&stepped);
-        // Each row's best extensions, rows in parallel when there are enough to pay for it
-        // (a sentence's width only changes while that sentence is merged below).
-        let row_best = |r: usize| {
-            let width = k - finished[open[r].sentence].len();
-            let row = &log_probs[r * vocab..(r + 1) * vocab];
-            row_top_k(row, open[r].log_prob, width, banned)
-        };
-        let tops: Vec<Vec<(f32, u32)>> = if open.len() >= PARALLEL_FROM_ROWS {
-            (0..open.len()).into_par_iter().map(row_best).collect()
-        } else {
-            (0..open.len()).map(row_best).collect()
-        };
         let mut next_open = Vec::new();
         let mut rows = Vec::new();
         let mut start = 0;

@@ -1,7 +1,8 @@
 //! An ensemble is several scorers whose next-token log-probabilities are averaged; to the
 //! search it is just another scorer.
 
-use super::Scorer;
+use super::rank::{rank_rows, Ranking};
+use super::{Candidates, Scorer};
 use crate::error::{Error, Result};
 
 /// Scorers that share one target vocabulary.
@@ -54,6 +55,23 @@ impl<S: Scorer> Scorer for Ensemble<S> {
             out.iter_mut().for_each(|x| *x /= n);
         }
         Ok(next)
+    }
+
+    /// One member ranks on its own (on its device, where it can); several are averaged
+    /// over full rows on the host first.
+    fn step_top_k(
+        &self,
+        state: &Self::State,
+        prev: &[u32],
+        ranking: &Ranking,
+        scratch: &mut Vec<f32>,
+    ) -> Result<(Self::State, Candidates)> {
+        if let ([member], [st]) = (self.members.as_slice(), state.as_slice()) {
+            let (next, tops) = member.step_top_k(st, prev, ranking, scratch)?;
+            return Ok((vec![next], tops));
+        }
+        let next = self.step(state, prev, scratch)?;
+        Ok((next, rank_rows(scratch, self.vocab_size(), ranking)))
     }
 
     fn reorder(&self, state: &Self::State, rows: &[usize]) -> Result<Self::State> {

@@ -2,9 +2,14 @@
 //! search serves a trained network, an ensemble, or a hand-written scorer in tests.
 
 pub mod beam;
+pub mod device_rank;
+#[cfg(feature = "cuda")]
+mod device_rank_cuda;
 pub mod ensemble;
+pub mod rank;
 
 use crate::error::Result;
+use rank::{rank_rows, Ranking};
 
 /// What search needs from a model: a start state per source, next-token log-probabilities
 /// for a batch of rows, and row selection as beams are reordered.
@@ -21,6 +26,22 @@ pub trait Scorer {
     /// is reused); returns the new state.
     fn step(&self, state: &Self::State, prev: &[u32], out: &mut Vec<f32>) -> Result<Self::State>;
 
+    /// One step ranked: the new state and, per row, its best `ranking.widths[r]` extensions
+    /// as (`ranking.bases[r]` + log-probability, token), best first, ties to the lower token
+    /// id, NaN and `ranking.banned` skipped. By default `step`, then `rank::rank_rows` on
+    /// the host over `scratch`; a scorer whose rows live on a GPU ranks them there, so only
+    /// the candidates are copied back.
+    fn step_top_k(
+        &self,
+        state: &Self::State,
+        prev: &[u32],
+        ranking: &Ranking,
+        scratch: &mut Vec<f32>,
+    ) -> Result<(Self::State, Candidates)> {
+        let next = self.step(state, prev, scratch)?;
+        Ok((next, rank_rows(scratch, self.vocab_size(), ranking)))
+    }
+
     /// A state whose row i is row `rows[i]` of `state`.
     fn reorder(&self, state: &Self::State, rows: &[usize]) -> Result<Self::State>;
 
@@ -33,6 +54,9 @@ pub trait Scorer {
         None
     }
 }
+
+/// Per open row, its best extensions as (score, token), best first.
+pub type Candidates = Vec<Vec<(f32, u32)>>;
 
 /// One finished translation candidate.
 #[derive(Debug, Clone, PartialEq)]

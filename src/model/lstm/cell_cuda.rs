@@ -6,6 +6,8 @@ use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
 use candle_core::cuda_backend::WrapErr;
 use candle_core::{CudaStorage, Layout};
 
+use crate::kernels::cuda_view::view;
+
 /// The kernels' PTX, compiled at build time.
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/lstm_cell.ptx"));
 
@@ -22,12 +24,7 @@ pub fn launch(
     let func = dev.get_or_load_custom_func(name, "nmt_lstm_cell", PTX)?;
     let views = inputs
         .iter()
-        .map(|(s, l)| {
-            let Some((start, end)) = l.contiguous_offsets() else {
-                candle_core::bail!("{name}: inputs must be contiguous");
-            };
-            Ok(s.as_cuda_slice::<f32>()?.slice(start..end))
-        })
+        .map(|(s, l)| view::<f32>(name, s, l))
         .collect::<candle_core::Result<Vec<_>>>()?;
     // SAFETY: the kernel writes every element of `out` (one thread per row and unit, each
     // writing its 2 or 5 outputs).
