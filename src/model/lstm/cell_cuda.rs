@@ -9,7 +9,7 @@ use candle_core::{CudaStorage, Layout};
 use crate::kernels::cuda_view::view;
 
 /// The kernels' PTX, compiled at build time.
-const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/lstm_cell.ptx"));
+pub(super) const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/lstm_cell.ptx"));
 
 /// Runs kernel `name` over `inputs` (contiguous f32) into a new buffer of `out_len` floats;
 /// the kernel's last arguments are `rows` and `hidden`.

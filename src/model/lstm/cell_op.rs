@@ -1,14 +1,12 @@
-//! One LSTM cell step for a whole batch as one Candle op, forward and backward: the piece of
-//! `LstmPath::Cell` that runs as a fused kernel on the GPU (src/kernels/cuda/lstm_cell.cu)
-//! instead of ~20 small Candle ops. The CPU implementation here is the same math in plain
-//! loops: what the op does where no kernel is compiled in, and what the tests hold it to.
+//! One LSTM cell step for a whole batch: the forward on slices (the sequence op's CPU side)
+//! and the gradient as one Candle op, which the sequence op's backward runs once per step
+//! (on the GPU one fused kernel, `lstm_cell_bwd` in src/kernels/cuda/lstm_cell.cu, instead
+//! of ~20 small Candle ops). The CPU implementation is the same math in plain loops: what
+//! the op does where no kernel is compiled in, and what the tests hold it to.
 
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp3, Layout, Shape};
 
 use crate::tensor_data::cpu_f32;
-
-/// `gates (R, 4H)` pre-activations and `c_prev (R, H)` -> `(R, 2H)` = `[h | c]`.
-pub struct LstmCellOp;
 
 /// `gates (R, 4H)`, `c_prev (R, H)` and the gradient of `[h | c]` `(R, 2H)` ->
 /// `(R, 5H)` = `[d gates (4H) | d c_prev (H)]`. Recomputes the activations from `gates`.
@@ -63,8 +61,9 @@ fn f32_data<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Resul
     cpu_f32(s, l, what).map_err(candle_core::Error::wrap)
 }
 
-/// The forward on slices (the CPU implementation).
-fn cell_forward(gates: &[f32], c_prev: &[f32], hidden: usize) -> Vec<f32> {
+/// One cell step on slices: `gates (R, 4H)` pre-activations and `c_prev (R, H)` ->
+/// `(R, 2H)` = `[h | c]` (the sequence op's CPU implementation).
+pub(super) fn cell_forward(gates: &[f32], c_prev: &[f32], hidden: usize) -> Vec<f32> {
     let rows = c_prev.len() / hidden.max(1);
     let mut out = vec![0f32; rows * 2 * hidden];
     for r in 0..rows {
@@ -101,66 +100,6 @@ fn cell_backward(gates: &[f32], c_prev: &[f32], grad: &[f32], hidden: usize) -> 
         }
     }
     out
-}
-
-impl CustomOp2 for LstmCellOp {
-    fn name(&self) -> &'static str {
-        "lstm-cell"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (rows, hidden) = dims(l1, l2)?;
-        let out = cell_forward(
-            f32_data(s1, l1, "gates")?,
-            f32_data(s2, l2, "c_prev")?,
-            hidden,
-        );
-        Ok((CpuStorage::F32(out), Shape::from((rows, 2 * hidden))))
-    }
-
-    #[cfg(feature = "cuda")]
-    fn cuda_fwd(
-        &self,
-        s1: &candle_core::CudaStorage,
-        l1: &Layout,
-        s2: &candle_core::CudaStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
-        let (rows, hidden) = dims(l1, l2)?;
-        let out = super::cell_cuda::launch(
-            "lstm_cell_fwd",
-            &[(s1, l1), (s2, l2)],
-            rows * 2 * hidden,
-            rows,
-            hidden,
-        )?;
-        Ok((out, Shape::from((rows, 2 * hidden))))
-    }
-
-    fn bwd(
-        &self,
-        gates: &Tensor,
-        c_prev: &Tensor,
-        _res: &Tensor,
-        grad_res: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let hidden = c_prev.dim(1)?;
-        let grads = gates.contiguous()?.apply_op3_no_bwd(
-            &c_prev.contiguous()?,
-            &grad_res.contiguous()?,
-            &LstmCellGradOp,
-        )?;
-        Ok((
-            Some(grads.narrow(1, 0, 4 * hidden)?),
-            Some(grads.narrow(1, 4 * hidden, hidden)?),
-        ))
-    }
 }
 
 impl CustomOp3 for LstmCellGradOp {
@@ -207,14 +146,4 @@ impl CustomOp3 for LstmCellGradOp {
         )?;
         Ok((out, Shape::from((rows, 5 * hidden))))
     }
-}
-
-/// One cell step: `gates (R, 4H)` pre-activations, `c_prev (R, H)` -> `(h, c)`, each `(R, H)`.
-/// Differentiable through `LstmCellGradOp`.
-pub fn lstm_cell_step(gates: &Tensor, c_prev: &Tensor) -> crate::error::Result<(Tensor, Tensor)> {
-    let hidden = c_prev.dim(1)?;
-    let hc = gates
-        .contiguous()?
-        .apply_op2(&c_prev.contiguous()?, LstmCellOp)?;
-    Ok((hc.narrow(1, 0, hidden)?, hc.narrow(1, hidden, hidden)?))
 }

@@ -1,9 +1,10 @@
 //! LSTM layers with PyTorch's tensor names and gate order (i, f, g, o), and the stacked
 //! wrapper. On the CPU each layer runs as one fused op (`fused_layer`, wrapped for Candle by
-//! `candle_op`); elsewhere `stepwise` runs the time loop with one cell per step: on CUDA the
-//! fused cell op (`cell_op`, kernels in `cell_cuda`), with `LstmPath::Reference` the same math
-//! in plain Candle ops (`reference`: the Metal path, and the oracle the tests compare the
-//! others with).
+//! `candle_op`); on CUDA as one sequence op (`sequence_op`: the time loop inside, fused cell
+//! kernels launched by `sequence_cuda`, the cell's gradient op in `cell_op`, launched by
+//! `cell_cuda`); with `LstmPath::Reference` one cell per step in plain Candle ops
+//! (`stepwise` over `reference`: the Metal path, and the oracle the tests compare the others
+//! with).
 
 mod candle_op;
 pub mod cell;
@@ -12,14 +13,15 @@ mod cell_cuda;
 mod cell_op;
 pub mod fused_layer;
 mod reference;
+#[cfg(feature = "cuda")]
+mod sequence_cuda;
+mod sequence_op;
 mod stepwise;
 pub mod weights;
 
 use candle_core::{DType, Device, Tensor};
 
-use self::cell_op::lstm_cell_step;
 use self::fused_layer::LstmLayerOp;
-use self::reference::reference_cell;
 use super::dropout::Dropout;
 use crate::data::batch::StepMask;
 use crate::error::Result;
@@ -29,8 +31,8 @@ use crate::error::Result;
 pub enum LstmPath {
     /// One custom op per layer (CPU only).
     Fused,
-    /// Step by step: one recurrent product and one fused cell op per step (CUDA kernel;
-    /// plain loops on the CPU).
+    /// The time loop as one op per layer (`sequence_op`): per step one recurrent product and
+    /// one fused cell kernel on CUDA (plain loops on the CPU), a hand-written backward.
     Cell,
     /// Step-by-step Candle ops; works on every device.
     Reference,
@@ -104,12 +106,8 @@ impl LstmLayer {
     ) -> Result<(Tensor, Tensor)> {
         match path {
             LstmPath::Fused => self.forward_fused(x, h0, c0, mask),
-            LstmPath::Cell => {
-                self.forward_steps(&self.project_input(x)?, h0, c0, mask, lstm_cell_step)
-            }
-            LstmPath::Reference => {
-                self.forward_steps(&self.project_input(x)?, h0, c0, mask, reference_cell)
-            }
+            LstmPath::Cell => self.forward_sequence(&self.project_input(x)?, h0, c0, mask),
+            LstmPath::Reference => self.forward_steps(&self.project_input(x)?, h0, c0, mask),
         }
     }
 

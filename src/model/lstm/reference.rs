@@ -1,5 +1,5 @@
 //! The LSTM cell in plain Candle ops (~20 per step): the cell of the Metal path, and the
-//! oracle the tests compare the fused CPU layer and the fused cell op with.
+//! oracle the tests compare the fused CPU layer and the sequence op with.
 
 use candle_core::{Tensor, D};
 
