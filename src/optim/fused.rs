@@ -39,6 +39,50 @@ pub fn sum_squares_of(xs: &[f32]) -> f64 {
     lanes.iter().sum::<f64>() + rest
 }
 
+/// `sums[slot] += sum(g^2)`: one parameter's share of the gradient norm added into one slot
+/// of a small buffer on the parameters' device (on CUDA one kernel per parameter), so the
+/// norm is read back once per step.
+pub struct SumSquaresInto {
+    pub slot: usize,
+}
+
+impl InplaceOp2 for SumSquaresInto {
+    fn name(&self) -> &'static str {
+        "sum-squares-into"
+    }
+
+    fn cpu_fwd(
+        &self,
+        dst: &mut CpuStorage,
+        dst_l: &Layout,
+        g: &CpuStorage,
+        gl: &Layout,
+    ) -> candle_core::Result<()> {
+        let sums = dst_f32(dst, dst_l)?;
+        let Some(sum) = sums.get_mut(self.slot) else {
+            candle_core::bail!(
+                "sum-squares-into: slot {} outside {} sums",
+                self.slot,
+                sums.len()
+            );
+        };
+        let g = src_f32(g, gl, gl.shape().elem_count())?;
+        *sum += g.par_chunks(CHUNK).map(sum_squares_of).sum::<f64>() as f32;
+        Ok(())
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        dst: &mut candle_core::CudaStorage,
+        dst_l: &Layout,
+        g: &candle_core::CudaStorage,
+        gl: &Layout,
+    ) -> candle_core::Result<()> {
+        super::fused_cuda::sum_squares_into((dst, dst_l), (g, gl), self.slot)
+    }
+}
+
 fn dst_f32<'a>(s: &'a mut CpuStorage, l: &Layout) -> candle_core::Result<&'a mut [f32]> {
     match (s, l.contiguous_offsets()) {
         (CpuStorage::F32(v), Some((a, b))) => Ok(&mut v[a..b]),

@@ -50,3 +50,42 @@ pub fn launch(
     }
     Ok(())
 }
+
+/// Threads per block, and at most this many blocks, for `sum_squares`.
+const SUM_THREADS: u32 = 256;
+const SUM_BLOCKS: u32 = 1024;
+
+/// `sums[slot] += sum(g^2)` with the `sum_squares` kernel.
+pub fn sum_squares_into(
+    (sums, sums_l): (&mut CudaStorage, &Layout),
+    (g, gl): (&CudaStorage, &Layout),
+    slot: usize,
+) -> candle_core::Result<()> {
+    let name = "sum_squares";
+    let dev = sums.device().clone();
+    let func = dev.get_or_load_custom_func(name, "nmt_optimizer", PTX)?;
+    let sums_range = contiguous_range(name, sums_l)?;
+    if slot >= sums_range.len() {
+        candle_core::bail!("{name}: slot {slot} outside {} sums", sums_range.len());
+    }
+    let g = view::<f32>(name, g, gl)?;
+    let n = g.len();
+    let mut out = sums.as_cuda_slice_mut::<f32>()?.slice_mut(sums_range);
+    let (n_arg, slot_arg) = (n as u32, slot as u32);
+    let mut builder = func.builder();
+    builder.arg(&mut out);
+    builder.arg(&g);
+    builder.arg(&n_arg);
+    builder.arg(&slot_arg);
+    let blocks = (n as u32).div_ceil(SUM_THREADS).clamp(1, SUM_BLOCKS);
+    let cfg = LaunchConfig {
+        grid_dim: (blocks, 1, 1),
+        block_dim: (SUM_THREADS, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    if n > 0 {
+        // SAFETY: argument types and order match the kernel's signature.
+        unsafe { builder.launch(cfg) }.w()?;
+    }
+    Ok(())
+}

@@ -227,6 +227,25 @@ impl Optimizer {
             for g in gs.iter().flatten() {
                 sq += fused::sum_squares(g)?;
             }
+        } else if self.fused {
+            // CUDA: one kernel per parameter adds its sum of squares into its slot of one
+            // device buffer, read back once per step.
+            let grads: Vec<Tensor> = gs
+                .iter()
+                .flatten()
+                .map(|g| g.contiguous())
+                .collect::<candle_core::Result<_>>()?;
+            if let Some(first) = grads.first() {
+                let sums = Tensor::zeros(grads.len(), candle_core::DType::F32, first.device())?;
+                for (slot, g) in grads.iter().enumerate() {
+                    sums.inplace_op2(g, &fused::SumSquaresInto { slot })?;
+                }
+                sq += sums
+                    .to_vec1::<f32>()?
+                    .iter()
+                    .map(|&x| x as f64)
+                    .sum::<f64>();
+            }
         } else {
             // The per-parameter sums stay on the device: one read-back per step, not one
             // per parameter.
@@ -314,6 +333,35 @@ impl Optimizer {
 mod tests {
     use super::*;
     use candle_core::Device;
+
+    /// The norm's per-parameter op (the one CUDA runs as a kernel) adds each gradient's sum
+    /// of squares into its own slot, as `sum_squares` computes it.
+    #[test]
+    fn sum_squares_into_adds_each_gradient_into_its_slot() {
+        let a = Tensor::new(&[[1f32, -2.0], [3.0, 0.5]], &Device::Cpu).unwrap();
+        let b = Tensor::arange(0f32, 5000.0, &Device::Cpu).unwrap();
+        let b = (b * 1e-3).unwrap();
+        let sums = Tensor::zeros(3, candle_core::DType::F32, &Device::Cpu).unwrap();
+        sums.inplace_op2(&a, &fused::SumSquaresInto { slot: 0 })
+            .unwrap();
+        sums.inplace_op2(&b, &fused::SumSquaresInto { slot: 2 })
+            .unwrap();
+        sums.inplace_op2(&a, &fused::SumSquaresInto { slot: 2 })
+            .unwrap();
+        let got = sums.to_vec1::<f32>().unwrap();
+        let (sa, sb) = (
+            fused::sum_squares(&a).unwrap(),
+            fused::sum_squares(&b).unwrap(),
+        );
+        assert_eq!(got[0], sa as f32);
+        assert_eq!(got[1], 0.0);
+        assert!(((got[2] as f64) - (sa + sb)).abs() < 1e-4 * (sa + sb));
+        let e = sums
+            .inplace_op2(&a, &fused::SumSquaresInto { slot: 3 })
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("slot 3 outside 3 sums"), "{e}");
+    }
 
     /// The fused in-place updates against the same arithmetic in Candle tensor ops: three
     /// steps with clipping active, weights and Adam's moments compared.

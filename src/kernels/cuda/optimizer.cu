@@ -26,3 +26,23 @@ extern "C" __global__ void adam_update(float* __restrict__ w, const float* __res
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) w[i] -= lr * (m[i] / c1) / (sqrtf(v[i] / c2) + eps);
 }
+
+// sums[slot] += sum(g^2), one parameter's share of the gradient norm: a grid-stride sum per
+// thread, then a block sum, then one atomic add per block.
+extern "C" __global__ void sum_squares(float* sums, const float* __restrict__ g, unsigned int n,
+                                       unsigned int slot) {
+    float s = 0.0f;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
+        s += g[i] * g[i];
+    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    __shared__ float part[32];
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    if (lane == 0) part[warp] = s;
+    __syncthreads();
+    if (warp == 0) {
+        s = lane < (int)((blockDim.x + 31) >> 5) ? part[lane] : 0.0f;
+        for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+        if (lane == 0) atomicAdd(sums + slot, s);
+    }
+}
