@@ -8,7 +8,7 @@ mod common;
 use std::collections::HashMap;
 
 use candle_core::{Device, Tensor};
-use common::{rel_err, small_cfg, trainable_model};
+use common::{rel_err, sample_sources, scorers_step_alike, small_cfg, trainable_model};
 use nmt::config::{Attention, ModelConfig, SearchConfig};
 use nmt::data::batch::{encode_sources, Batch, Example};
 use nmt::inference::scorer::ModelScorer;
@@ -16,7 +16,6 @@ use nmt::model::decode_step::DecodeWeights;
 use nmt::model::lstm::LstmPath;
 use nmt::model::{params, Seq2Seq};
 use nmt::search::beam::beam_search;
-use nmt::search::Scorer;
 
 fn attention_cfg(kind: Attention, layers: usize) -> ModelConfig {
     ModelConfig {
@@ -127,33 +126,10 @@ fn cpu_attention_steps_match_tensor_steps_through_reorders() {
             ..ModelScorer::new(&model)
         };
         for n in [3, 9] {
-            let owned: Vec<Vec<u32>> = (0..n)
-                .map(|i| {
-                    (0..2 + i % 5)
-                        .map(|j| (5 + 3 * i + j) as u32 % 30)
-                        .collect()
-                })
-                .collect();
+            let owned = sample_sources(n, 30);
             let sources: Vec<&[u32]> = owned.iter().map(|s| s.as_slice()).collect();
-            let (mut a, mut b) = (plain.start(&sources).unwrap(), cpu.start(&sources).unwrap());
-            let mut prev = vec![cfg.bos_id; n];
-            let (mut lp_a, mut lp_b) = (Vec::new(), Vec::new());
-            for step in 0..4 {
-                let next_a = plain.step(&a, &prev, &mut lp_a).unwrap();
-                let next_b = cpu.step(&b, &prev, &mut lp_b).unwrap();
-                let worst = lp_a
-                    .iter()
-                    .zip(&lp_b)
-                    .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
-                assert!(worst < 1e-5, "{kind:?} {n} rows, step {step}: {worst}");
-                let (pa, pb) = (plain.peaks(&next_a).unwrap(), cpu.peaks(&next_b).unwrap());
-                assert_eq!(pa, pb, "{kind:?} step {step}: peaks differ");
-                // Each peak indexes a token of its own sentence.
-                let rows: Vec<usize> = (0..n).map(|i| if i == 0 { n - 1 } else { i - 1 }).collect();
-                a = plain.reorder(&next_a, &rows).unwrap();
-                b = cpu.reorder(&next_b, &rows).unwrap();
-                prev = (0..n).map(|i| ((step * 7 + i * 5) % 30) as u32).collect();
-            }
+            let label = format!("{kind:?}");
+            scorers_step_alike(&plain, &cpu, &sources, cfg.bos_id, 30, &label);
             let search = SearchConfig {
                 beam: 4,
                 n_best: 2,

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
 use candle_core::{Device, Tensor};
-use common::{small_cfg, toy, trainable_model};
+use common::{sample_sources, scorers_step_alike, small_cfg, toy, trainable_model};
 use nmt::checkpoint;
 use nmt::config::{ModelConfig, OptimizerKind, Schedule, SearchConfig, TrainConfig};
 use nmt::data::batch::{encode_sources, Batch, Example};
@@ -17,7 +17,6 @@ use nmt::model::decode_step::DecodeWeights;
 use nmt::model::params;
 use nmt::model::Seq2Seq;
 use nmt::search::beam::beam_search;
-use nmt::search::Scorer;
 use nmt::tokenizer::SubwordTokenizer;
 use nmt::train::{self, TrainSpec};
 
@@ -287,36 +286,9 @@ fn cpu_decode_steps_match_tensor_steps() {
         ..ModelScorer::new(&model)
     };
     for n in [3, 9] {
-        let owned: Vec<Vec<u32>> = (0..n)
-            .map(|i| {
-                (0..2 + i % 5)
-                    .map(|j| (5 + 3 * i + j) as u32 % 40)
-                    .collect()
-            })
-            .collect();
+        let owned = sample_sources(n, 40);
         let sources: Vec<&[u32]> = owned.iter().map(|s| s.as_slice()).collect();
-        let (mut a, mut b) = (plain.start(&sources).unwrap(), cpu.start(&sources).unwrap());
-        let mut prev = vec![cfg.bos_id; n];
-        let (mut lp_a, mut lp_b) = (Vec::new(), Vec::new());
-        for step in 0..4 {
-            let next_a = plain.step(&a, &prev, &mut lp_a).unwrap();
-            let next_b = cpu.step(&b, &prev, &mut lp_b).unwrap();
-            assert_eq!(lp_a.len(), n * cfg.tgt_vocab);
-            assert_eq!(lp_b.len(), n * cfg.tgt_vocab);
-            let worst = lp_a
-                .iter()
-                .zip(&lp_b)
-                .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
-            assert!(
-                worst < 1e-5,
-                "{n} rows, step {step}: largest difference {worst}"
-            );
-            // Reorder as a beam would: duplicate one row, drop another.
-            let rows: Vec<usize> = (0..n).map(|i| if i == 0 { n - 1 } else { i - 1 }).collect();
-            a = plain.reorder(&next_a, &rows).unwrap();
-            b = cpu.reorder(&next_b, &rows).unwrap();
-            prev = (0..n).map(|i| ((step * 7 + i * 5) % 40) as u32).collect();
-        }
+        scorers_step_alike(&plain, &cpu, &sources, cfg.bos_id, 40, "no attention");
         let search = SearchConfig {
             beam: 4,
             ..SearchConfig::default()
