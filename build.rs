@@ -42,6 +42,7 @@ fn compile_cuda_kernels() {
     let cap = cap.replace('.', "");
     println!("cargo:rerun-if-env-changed=NVCC");
     println!("cargo:rerun-if-env-changed=CUDA_COMPUTE_CAP");
+    println!("cargo:rerun-if-changed=src/kernels/cuda/reduce.cuh");
     for kernel in CUDA_KERNELS {
         let src = format!("src/kernels/cuda/{kernel}.cu");
         println!("cargo:rerun-if-changed={src}");

@@ -3,34 +3,7 @@
 // (feature `cuda`); src/loss/cross_entropy.rs holds the same math on the CPU, which the
 // tests use as the reference.
 
-__device__ __forceinline__ float warp_sum(float v) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-
-__device__ __forceinline__ float warp_max(float v) {
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-    return v;
-}
-
-// The block's sum (max when `is_max`) of every thread's v, returned to every thread.
-__device__ float block_reduce(float v, bool is_max) {
-    __shared__ float part[32];
-    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    int warps = (blockDim.x + 31) >> 5;
-    float empty = is_max ? __int_as_float(0xff800000) : 0.0f;
-    v = is_max ? warp_max(v) : warp_sum(v);
-    __syncthreads();  // every thread has read the previous call's result
-    if (lane == 0) part[warp] = v;
-    __syncthreads();
-    if (warp == 0) {
-        v = lane < warps ? part[lane] : empty;
-        v = is_max ? warp_max(v) : warp_sum(v);
-        if (lane == 0) part[0] = v;
-    }
-    __syncthreads();
-    return part[0];
-}
+#include "reduce.cuh"
 
 // logits (rows, vocab), targets (rows) -> out (rows, 3) = [nll, smoothed, lse] with
 // nll = lse - x_t and smoothed = (1 - eps) nll + eps (lse - mean(x)). A target outside
