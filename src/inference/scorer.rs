@@ -9,7 +9,7 @@ use crate::model::attention::{first_feed, peaks, Memory};
 use crate::model::decode_step::{DecodeWeights, StepState};
 use crate::model::lstm::LstmState;
 use crate::model::Seq2Seq;
-use crate::search::rank::{rank_rows, Ranking};
+use crate::search::rank::{step_ranked_on_host, Ranking};
 use crate::search::{device_rank, log_softmax_rows, Candidates, Scorer};
 use crate::tokenizer::SubwordTokenizer;
 
@@ -140,8 +140,7 @@ impl Scorer for ModelScorer<'_> {
         scratch: &mut Vec<f32>,
     ) -> Result<(DecoderState, Candidates)> {
         if matches!(state, DecoderState::Cpu(_)) || !device_rank::runs_on(self.model.device()) {
-            let next = self.step(state, prev, scratch)?;
-            return Ok((next, rank_rows(scratch, self.vocab_size(), ranking)));
+            return step_ranked_on_host(self, state, prev, ranking, scratch);
         }
         let (logits, next) = self.tensor_step(state, prev)?;
         Ok((next, device_rank::rank_logits(&logits, ranking)?))

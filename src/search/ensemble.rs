@@ -1,7 +1,7 @@
 //! An ensemble is several scorers whose next-token log-probabilities are averaged; to the
 //! search it is just another scorer.
 
-use super::rank::{rank_rows, Ranking};
+use super::rank::{step_ranked_on_host, Ranking};
 use super::{Candidates, Scorer};
 use crate::error::{Error, Result};
 
@@ -70,8 +70,7 @@ impl<S: Scorer> Scorer for Ensemble<S> {
             let (next, tops) = member.step_top_k(st, prev, ranking, scratch)?;
             return Ok((vec![next], tops));
         }
-        let next = self.step(state, prev, scratch)?;
-        Ok((next, rank_rows(scratch, self.vocab_size(), ranking)))
+        step_ranked_on_host(self, state, prev, ranking, scratch)
     }
 
     fn reorder(&self, state: &Self::State, rows: &[usize]) -> Result<Self::State> {

@@ -9,7 +9,7 @@ pub mod ensemble;
 pub mod rank;
 
 use crate::error::Result;
-use rank::{rank_rows, Ranking};
+use rank::{step_ranked_on_host, Ranking};
 
 /// What search needs from a model: a start state per source, next-token log-probabilities
 /// for a batch of rows, and row selection as beams are reordered.
@@ -38,8 +38,7 @@ pub trait Scorer {
         ranking: &Ranking,
         scratch: &mut Vec<f32>,
     ) -> Result<(Self::State, Candidates)> {
-        let next = self.step(state, prev, scratch)?;
-        Ok((next, rank_rows(scratch, self.vocab_size(), ranking)))
+        step_ranked_on_host(self, state, prev, ranking, scratch)
     }
 
     /// A state whose row i is row `rows[i]` of `state`.

@@ -4,7 +4,8 @@
 
 use rayon::prelude::*;
 
-use super::Candidates;
+use super::{Candidates, Scorer};
+use crate::error::Result;
 
 /// What one search step asks for each open row: its best `widths[r]` extensions, scored
 /// `bases[r] + log p`, never token `banned`.
@@ -16,6 +17,19 @@ pub struct Ranking {
     pub widths: Vec<usize>,
     /// EOS before the minimum length; None after it.
     pub banned: Option<u32>,
+}
+
+/// One step of `scorer` ranked on the host: `step` into `scratch`, then `rank_rows` (the
+/// default `Scorer::step_top_k`, and the fallback of scorers that override it).
+pub fn step_ranked_on_host<S: Scorer + ?Sized>(
+    scorer: &S,
+    state: &S::State,
+    prev: &[u32],
+    ranking: &Ranking,
+    scratch: &mut Vec<f32>,
+) -> Result<(S::State, Candidates)> {
+    let next = scorer.step(state, prev, scratch)?;
+    Ok((next, rank_rows(scratch, scorer.vocab_size(), ranking)))
 }
 
 /// Per row of `log_probs` (row-major `(rows, vocab)`), its best `widths[r]` (score, token),
