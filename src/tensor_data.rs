@@ -9,13 +9,13 @@ use crate::error::{Error, Result};
 pub fn cpu_f32<'a>(storage: &'a CpuStorage, layout: &Layout, what: &str) -> Result<&'a [f32]> {
     let CpuStorage::F32(data) = storage else {
         return Err(Error::Config(format!(
-            "{what}: the LSTM op needs f32 tensors"
+            "{what}: the fused CPU kernels need f32 tensors"
         )));
     };
     match layout.contiguous_offsets() {
         Some((start, end)) => Ok(&data[start..end]),
         None => Err(Error::Config(format!(
-            "{what}: the LSTM op needs a contiguous tensor"
+            "{what}: the fused CPU kernels need a contiguous tensor"
         ))),
     }
 }
@@ -25,7 +25,7 @@ pub fn storage_f32<'a>(storage: &'a Storage, layout: &Layout, what: &str) -> Res
     match storage {
         Storage::Cpu(cpu) => cpu_f32(cpu, layout, what),
         _ => Err(Error::Config(format!(
-            "{what}: the fused LSTM op runs on the CPU only"
+            "{what}: this fused kernel runs on the CPU only"
         ))),
     }
 }

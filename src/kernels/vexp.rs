@@ -6,6 +6,17 @@
 
 use super::isa::Isa;
 
+/// exp of one value, clamped to the range the vector versions clamp to, so that every
+/// instruction set (and the scalar tail of a vector loop) gives the same answer for
+/// non-finite input: a NaN counts as -87.3 (exp ~1e-38), as `max_ps` makes it, instead of
+/// turning a whole softmax row into NaN on one machine and not on another.
+#[inline]
+// Not `clamp`: it passes a NaN through, and mapping NaN as `max_ps` does is the point.
+#[allow(clippy::manual_clamp)]
+fn exp_clamped(x: f32) -> f32 {
+    x.max(-87.3).min(88.37).exp()
+}
+
 /// `sum(exp(x - shift))` over `xs`.
 pub fn sum_exp(xs: &[f32], shift: f32) -> f32 {
     sum_exp_on(Isa::detect(), xs, shift)
@@ -19,7 +30,7 @@ fn sum_exp_on(isa: Isa, xs: &[f32], shift: f32) -> f32 {
         // SAFETY: as above.
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => unsafe { avx::sum_exp(xs, shift) },
-        _ => xs.iter().map(|&x| (x - shift).exp()).sum(),
+        _ => xs.iter().map(|&x| exp_clamped(x - shift)).sum(),
     }
 }
 
@@ -39,7 +50,7 @@ fn exp_in_place_on(isa: Isa, xs: &mut [f32], shift: f32) -> f32 {
         _ => xs
             .iter_mut()
             .map(|x| {
-                *x = (*x - shift).exp();
+                *x = exp_clamped(*x - shift);
                 *x
             })
             .sum(),
@@ -57,10 +68,7 @@ pub fn tanh_in_place(xs: &mut [f32]) {
 }
 
 fn tanh_on(isa: Isa, xs: &mut [f32]) {
-    if isa == Isa::Plain {
-        xs.iter_mut().for_each(|x| *x = x.tanh());
-        return;
-    }
+    // The same formula on every instruction set, so a NaN saturates alike everywhere.
     sigmoid_on(isa, xs, 2.0);
     xs.iter_mut().for_each(|x| *x = 2.0 * *x - 1.0);
 }
@@ -76,13 +84,15 @@ fn sigmoid_on(isa: Isa, xs: &mut [f32], scale: f32) {
         Isa::Avx2 => unsafe { avx::sigmoid_in_place(xs, scale) },
         _ => xs
             .iter_mut()
-            .for_each(|x| *x = 1.0 / (1.0 + (-scale * *x).exp())),
+            .for_each(|x| *x = 1.0 / (1.0 + exp_clamped(-scale * *x))),
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod avx {
     use std::arch::x86_64::*;
+
+    use super::exp_clamped;
 
     /// exp of eight lanes.
     ///
@@ -143,7 +153,7 @@ mod avx {
                 + chunks
                     .remainder()
                     .iter()
-                    .map(|&x| (x - shift).exp())
+                    .map(|&x| exp_clamped(x - shift))
                     .sum::<f32>()
         }
     }
@@ -166,7 +176,7 @@ mod avx {
             _mm256_storeu_ps(lanes.as_mut_ptr(), acc);
             let mut sum = lanes.iter().sum::<f32>();
             for x in chunks.into_remainder() {
-                *x = (*x - shift).exp();
+                *x = exp_clamped(*x - shift);
                 sum += *x;
             }
             sum
@@ -188,7 +198,7 @@ mod avx {
                 _mm256_storeu_ps(c.as_mut_ptr(), _mm256_div_ps(one, _mm256_add_ps(one, e)));
             }
             for x in chunks.into_remainder() {
-                *x = 1.0 / (1.0 + (-scale * *x).exp());
+                *x = 1.0 / (1.0 + exp_clamped(-scale * *x));
             }
         }
     }
@@ -197,6 +207,8 @@ mod avx {
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use std::arch::x86_64::*;
+
+    use super::exp_clamped;
 
     /// exp of sixteen lanes: `avx::exp8`'s steps.
     ///
@@ -256,7 +268,7 @@ mod avx512 {
                 + chunks
                     .remainder()
                     .iter()
-                    .map(|&x| (x - shift).exp())
+                    .map(|&x| exp_clamped(x - shift))
                     .sum::<f32>()
         }
     }
@@ -277,7 +289,7 @@ mod avx512 {
             }
             let mut sum = _mm512_reduce_add_ps(acc);
             for x in chunks.into_remainder() {
-                *x = (*x - shift).exp();
+                *x = exp_clamped(*x - shift);
                 sum += *x;
             }
             sum
@@ -299,7 +311,7 @@ mod avx512 {
                 _mm512_storeu_ps(c.as_mut_ptr(), _mm512_div_ps(one, _mm512_add_ps(one, e)));
             }
             for x in chunks.into_remainder() {
-                *x = 1.0 / (1.0 + (-scale * *x).exp());
+                *x = 1.0 / (1.0 + exp_clamped(-scale * *x));
             }
         }
     }
@@ -314,6 +326,54 @@ mod tests {
     fn match_libm() {
         for isa in Isa::available() {
             check(isa);
+        }
+    }
+
+    /// NaN and infinities, in whole vectors and in the scalar tail, give every instruction
+    /// set the plain version's answer, and no NaN: a diverged logit cannot make one machine's
+    /// softmax row all NaN while another's ranks the rest.
+    #[test]
+    fn non_finite_input_agrees_across_instruction_sets() {
+        // 19 values: one vector of 16 (or two of 8) and a tail of 3, each holding every case.
+        let xs = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -0.5, 0.25].repeat(4)[..19].to_vec();
+        let run = |isa: Isa| {
+            let mut e = xs.clone();
+            let sum = exp_in_place_on(isa, &mut e, 1.0);
+            let mut s = xs.clone();
+            sigmoid_on(isa, &mut s, 1.0);
+            let mut t = xs.clone();
+            tanh_on(isa, &mut t);
+            (sum_exp_on(isa, &xs, 100.0), sum, e, s, t)
+        };
+        let plain = run(Isa::Plain);
+        let close = |a: f32, b: f32| a == b || (a - b).abs() <= 1e-5 * a.abs().max(b.abs());
+        for isa in Isa::available() {
+            let got = run(isa);
+            assert!(
+                close(got.0, plain.0),
+                "{isa:?}: sum_exp {} vs {}",
+                got.0,
+                plain.0
+            );
+            assert!(
+                close(got.1, plain.1),
+                "{isa:?}: exp sum {} vs {}",
+                got.1,
+                plain.1
+            );
+            for (what, g, p) in [
+                ("exp", &got.2, &plain.2),
+                ("sigmoid", &got.3, &plain.3),
+                ("tanh", &got.4, &plain.4),
+            ] {
+                for (i, (&a, &b)) in g.iter().zip(p).enumerate() {
+                    assert!(
+                        !a.is_nan() && close(a, b),
+                        "{isa:?}: {what}({}) = {a}, plain {b}",
+                        xs[i]
+                    );
+                }
+            }
         }
     }
 

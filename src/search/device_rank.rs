@@ -190,4 +190,21 @@ mod tests {
         let e = rank_logits(&t, &ranking).unwrap_err().to_string();
         assert!(e.contains("1 bases and 2 widths for 2 rows"), "{e}");
     }
+
+    /// Ids travel as f32: a vocabulary past 2^24 would rank wrong ids, so it is refused.
+    #[test]
+    fn vocabulary_too_large_for_f32_ids_is_refused() {
+        // No rows, so the 2^24 columns allocate nothing.
+        let t = Tensor::zeros((0, MAX_VOCAB), candle_core::DType::F32, &Device::Cpu).unwrap();
+        let ranking = Ranking {
+            bases: Vec::new(),
+            widths: Vec::new(),
+            banned: None,
+        };
+        let e = rank_logits(&t, &ranking).unwrap_err().to_string();
+        assert!(e.contains("16777216 entries is too large"), "{e}");
+        let fits =
+            Tensor::zeros((0, MAX_VOCAB - 1), candle_core::DType::F32, &Device::Cpu).unwrap();
+        assert!(rank_logits(&fits, &ranking).unwrap().is_empty());
+    }
 }
