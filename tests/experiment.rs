@@ -132,6 +132,76 @@ fn smoke_sweep_reports_every_depth_and_continues_exactly() {
     assert_eq!(outcome(&full), outcome(&tmp.path().join("full")));
 }
 
+/// `nmt experiment compare`: sweeps (folders or results files) side by side, with the
+/// change per added layer computed from their test perplexities, and a plot that is not
+/// written over unless asked.
+#[test]
+fn compare_summarises_sweeps_and_keeps_an_existing_plot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("depth-a");
+    ok(run(smoke(&a, &["--max-epochs", "1"])));
+    let copy = tmp.path().join("depth-b.json");
+    std::fs::copy(a.join("results.json"), &copy).unwrap();
+    let plot = tmp.path().join("sweeps.svg");
+    let mut c = nmt();
+    c.args(["experiment", "compare"])
+        .arg(&a)
+        .arg(&copy)
+        .arg("--plot")
+        .arg(&plot);
+    let stdout = ok(run(c));
+    let r = results(&a);
+    let ppl = |i: usize| r["depths"][i]["test"]["test_ppl"].as_f64().unwrap();
+    let change = format!("{:+.1} %", 100.0 * (ppl(1) / ppl(0) - 1.0));
+    let rows: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("| depth-"))
+        .collect();
+    assert_eq!(rows.len(), 2, "{stdout}");
+    assert!(
+        rows[0].starts_with("| depth-a | toy (") && rows[0].contains(&change),
+        "{stdout}"
+    );
+    assert!(
+        rows[1].starts_with("| depth-b | ") && rows[1].contains(&change),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("| 1 -> 2 |") && stdout.contains("| paper |"),
+        "{stdout}"
+    );
+    let drawn = std::fs::read(&plot).unwrap();
+    assert!(drawn.len() > 1000);
+
+    // An existing plot stays as it was without --overwrite.
+    std::fs::write(&plot, "mine").unwrap();
+    let mut c = nmt();
+    c.args(["experiment", "compare"])
+        .arg(&a)
+        .arg("--plot")
+        .arg(&plot);
+    let o = run(c);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o.stderr).contains("--overwrite"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&plot).unwrap(), "mine");
+
+    // A folder that is no sweep is named in the error.
+    let mut c = nmt();
+    c.args(["experiment", "compare"]).arg(tmp.path());
+    let o = run(c);
+    assert!(!o.status.success());
+    let err = text(&o.stderr);
+    assert!(
+        err.contains(&tmp.path().display().to_string())
+            && err.contains("nmt experiment depth --out"),
+        "{err}"
+    );
+}
+
 #[test]
 fn a_killed_sweep_resumes_to_the_same_results() {
     let tmp = tempfile::tempdir().unwrap();

@@ -81,7 +81,8 @@ fn run(command: Command) -> Result<()> {
         Command::Corpus(CorpusCommand::Fetch { name, dir }) => {
             cli::corpus::fetch(&name, dir.as_deref())
         }
-        Command::Experiment(ExperimentCommand::Depth(a)) => cli::depth::run(a),
+        Command::Experiment(ExperimentCommand::Depth(a)) => cli::depth::run(*a),
+        Command::Experiment(ExperimentCommand::Compare(a)) => cli::compare::run(a),
     }
 }
 

@@ -11,6 +11,7 @@ macro_rules! usage {
     };
 }
 
+pub mod compare;
 pub mod config_file;
 pub mod corpus;
 pub mod depth;
@@ -147,7 +148,13 @@ pub enum ExperimentCommand {
     #[command(
         after_help = "Examples:\n  nmt experiment depth --preset smoke --out checkpoints/depth-smoke\n  nmt experiment depth --corpus multi30k --pair de-en --out checkpoints/depth-de-en\n  nmt experiment depth --corpus multi30k --out checkpoints/depth-sgd --optimizer sgd --lr 0.7 --schedule paper\n\nDepths take turns, one epoch each, so an unfinished sweep compares them at equal epochs;\neach stops on its own (--patience epochs without a better validation perplexity, or\n--max-epochs). Run the same command again to continue after a kill or Ctrl-C: stopped\ndepths are skipped and the others resume from their checkpoints (a larger --max-epochs\ntrains capped depths on). Writes DIR/experiment.json (the shared settings),\nDIR/tokenizer.json, DIR/depth-N/ (a run folder per depth, with evaluation.json and\ntest.hyp), DIR/results.json, DIR/results.md and DIR/depth.png + DIR/depth.svg."
     )]
-    Depth(DepthArgs),
+    Depth(Box<DepthArgs>),
+    /// Several depth sweeps side by side: per sweep the test perplexity change of each added
+    /// layer (the paper: about -10 %) and the best depth, as a Markdown table.
+    #[command(
+        after_help = "Examples:\n  nmt experiment compare checkpoints/depth-de-en checkpoints/depth-sgd\n  nmt experiment compare docs/sweeps/*.json --plot docs/depth-sweeps.png --overwrite\n\nEach sweep is a folder written by `nmt experiment depth --out` or its results.json (also\nunder another name). A depth without test scores yet is bridged: its neighbours give the\nper-layer rate, (ppl_b / ppl_a)^(1 / (b - a)) - 1. The corpus size is shown where the\nsweep's training file can be read from the working directory."
+    )]
+    Compare(compare::CompareArgs),
 }
 
 /// A flag raised by the first Ctrl-C (training stops at the next update with a

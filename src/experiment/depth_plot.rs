@@ -9,7 +9,7 @@ use plotters::prelude::*;
 use super::results::Results;
 use crate::error::{Error, Result};
 
-const COLORS: [RGBColor; 8] = [
+pub(super) const COLORS: [RGBColor; 8] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
@@ -35,15 +35,15 @@ fn range(values: impl Iterator<Item = f64>, min_pad: f64) -> (f64, f64) {
 /// The y axis of a panel: linear, or logarithmic (perplexities falling over epochs span a
 /// factor of ten; on a log axis equal ratios look equal).
 #[derive(Clone, Copy, PartialEq)]
-enum Scale {
+pub(super) enum Scale {
     Linear,
     Log,
 }
 
-type Series<'a> = (&'a str, Vec<(f64, f64)>, RGBColor);
+pub(super) type Series<'a> = (&'a str, Vec<(f64, f64)>, RGBColor);
 
 /// One panel: lines with points and a legend.
-fn panel<DB: DrawingBackend>(
+pub(super) fn panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     title: &str,
     x_desc: &str,
@@ -52,7 +52,7 @@ fn panel<DB: DrawingBackend>(
     scale: Scale,
 ) -> Result<()> {
     let err = |e: DrawingAreaErrorKind<DB::ErrorType>| {
-        Error::Config(format!("drawing the depth plot failed: {e}"))
+        Error::Config(format!("drawing the plot failed: {e}"))
     };
     // A log axis draws ln(y) on a linear one and labels the ticks with y.
     let to_axis = |v: f64| {
@@ -121,7 +121,7 @@ fn panel<DB: DrawingBackend>(
 
 fn draw_on<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, r: &Results) -> Result<()> {
     let err = |e: DrawingAreaErrorKind<DB::ErrorType>| {
-        Error::Config(format!("drawing the depth plot failed: {e}"))
+        Error::Config(format!("drawing the plot failed: {e}"))
     };
     root.fill(&WHITE).map_err(err)?;
     let root = root
