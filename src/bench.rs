@@ -12,6 +12,7 @@ use crate::data::batch::{Batch, Example};
 use crate::error::{Error, Result};
 use crate::inference::scorer::ModelScorer;
 use crate::model::decode_step::DecodeWeights;
+use crate::model::precision::Precision;
 use crate::model::{params, Seq2Seq};
 use crate::optim::Optimizer;
 use crate::rng::Rng;
@@ -87,6 +88,10 @@ pub struct BenchArgs {
     /// fused cell kernel on CUDA).
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Products' precision on CUDA (as `nmt train --precision`): f32, tf32 or bf16; bf16
+    /// applies to `train`, tf32 to every mode.
+    #[arg(long, value_enum, default_value_t = Precision::F32)]
+    pub precision: Precision,
     /// Free text stored in the JSON record.
     #[arg(long, default_value = "")]
     pub label: String,
@@ -145,6 +150,7 @@ pub fn run(a: &BenchArgs) -> Result<(String, serde_json::Value)> {
         return Ok(core_to_core(a));
     }
     let dev = crate::device::pick(&a.device)?;
+    a.precision.apply(&dev)?;
     let cfg = ModelConfig {
         src_vocab: a.src_vocab,
         tgt_vocab: a.tgt_vocab,
@@ -165,6 +171,9 @@ pub fn run(a: &BenchArgs) -> Result<(String, serde_json::Value)> {
     if a.attention.is_on() {
         shape.push_str(&format!(" attention={}", a.attention.name()));
     }
+    if a.precision != Precision::F32 {
+        shape.push_str(&format!(" precision={}", a.precision.name()));
+    }
     let (summary, result) = match a.mode {
         BenchMode::Train => {
             let mut names: Vec<&String> = init.keys().collect();
@@ -176,7 +185,7 @@ pub fn run(a: &BenchArgs) -> Result<(String, serde_json::Value)> {
                 shared.insert(n.clone(), v.as_tensor().clone());
                 vars.push((n.clone(), v));
             }
-            let model = Seq2Seq::from_tensors(&cfg, &shared)?;
+            let model = Seq2Seq::from_tensors(&cfg, &shared)?.with_precision(a.precision);
             let mut opt = Optimizer::new(OptimizerKind::Sgd, vars, 5.0)?;
             // tgt_len target tokens per sentence: tgt_len - 1 words and EOS.
             let examples: Vec<Example> = (0..a.batch)

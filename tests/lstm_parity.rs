@@ -9,6 +9,7 @@ use common::{rand_tensor, rel_err, small_cfg, trainable_model};
 use nmt::data::batch::StepMask;
 use nmt::data::batch::{Batch, Example};
 use nmt::model::lstm::{LstmLayer, LstmPath};
+use nmt::model::precision::Precision;
 use nmt::rng::Rng;
 
 const TOL: f32 = 2e-5;
@@ -62,6 +63,7 @@ fn layer_case(case: &Case, seed: u64) {
                 c0.as_tensor(),
                 mask.as_ref(),
                 path,
+                Precision::F32,
             )
             .unwrap();
         let loss = ((&hs * &r_h).unwrap().sum_all().unwrap()

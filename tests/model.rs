@@ -15,6 +15,7 @@ use nmt::inference::scorer::ModelScorer;
 use nmt::inference::Translator;
 use nmt::model::decode_step::DecodeWeights;
 use nmt::model::params;
+use nmt::model::precision::Precision;
 use nmt::model::Seq2Seq;
 use nmt::search::beam::beam_search;
 use nmt::tokenizer::SubwordTokenizer;
@@ -165,6 +166,7 @@ fn toy_spec(out: &Path, epochs: usize, max_steps: usize) -> TrainSpec {
         log_json: false,
         config_toml: String::new(),
         command: "test".into(),
+        precision: Precision::F32,
     }
 }
 

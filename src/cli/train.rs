@@ -111,6 +111,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         log_json: a.log_format == LogFormat::Json,
         config_toml: toml::to_string(&a).context("writing the effective options")?,
         command: std::env::args().collect::<Vec<_>>().join(" "),
+        precision: a.precision,
     };
     spec.model.validate()?;
     let interrupt = interrupt_flag();

@@ -7,6 +7,7 @@ use clap::Args;
 use serde::Serialize;
 
 use crate::config::{Attention, Metric, OptimizerKind, Schedule};
+use crate::model::precision::Precision;
 
 /// Where parallel data comes from: explicit files, or a known corpus.
 #[derive(Debug, Clone, Args, Serialize)]
@@ -172,6 +173,11 @@ pub struct TrainArgs {
     /// cpu, cuda, cuda:N (the N-th GPU) or metal.
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Products' precision on CUDA: f32, tf32 (f32 products on tensor cores) or bf16 (input
+    /// projections and output layer in bf16, the rest tf32); weights, gradients and the
+    /// optimizer stay f32. The CPU path is f32 only.
+    #[arg(long, value_enum, default_value_t = Precision::F32)]
+    pub precision: Precision,
     /// No progress bar or epoch lines.
     #[arg(long)]
     #[serde(skip)]

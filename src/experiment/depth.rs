@@ -23,6 +23,7 @@ use crate::error::{Error, Result};
 use crate::evaluation;
 use crate::inference::{teacher_forced_nll, Translator};
 use crate::metrics::perplexity;
+use crate::model::precision::Precision;
 use crate::tokenizer::SubwordTokenizer;
 use crate::train::{self, StopReason, TrainSpec};
 
@@ -133,6 +134,7 @@ fn train_spec(
         log_json: false,
         config_toml: train_toml(s, layers, &out, &train, tok),
         command: spec.command.clone(),
+        precision: Precision::F32,
         out,
         train,
     }

@@ -9,6 +9,7 @@ pub mod decode_step;
 pub mod dropout;
 pub mod lstm;
 pub mod params;
+pub mod precision;
 pub mod train_step;
 
 use std::collections::HashMap;
@@ -23,6 +24,7 @@ use crate::loss::{masked_nll, smoothed_nll_sums};
 use attention::{first_feed, AttentionLayer, Memory};
 use dropout::Dropout;
 use lstm::{LstmLayer, LstmPath, LstmState, StackedLstm};
+use precision::Precision;
 
 /// The whole network. Weights are shared `Tensor`s: when they come from training `Var`s,
 /// optimizer updates are seen here without rebuilding.
@@ -38,6 +40,8 @@ pub struct Seq2Seq {
     /// Luong attention with input feeding (`cfg.attention`), or None.
     attention: Option<AttentionLayer>,
     path: LstmPath,
+    /// The products' precision on the tensor path (f32 unless training asks otherwise).
+    precision: Precision,
 }
 
 impl Seq2Seq {
@@ -90,12 +94,19 @@ impl Seq2Seq {
             proj_b: get("proj.bias".into())?,
             attention,
             path,
+            precision: Precision::F32,
         })
     }
 
     /// Chooses the LSTM implementation (tests compare the two).
     pub fn with_path(mut self, path: LstmPath) -> Self {
         self.path = path;
+        self
+    }
+
+    /// Computes the tensor path's products at `precision` (see `Precision`).
+    pub fn with_precision(mut self, precision: Precision) -> Self {
+        self.precision = precision;
         self
     }
 
@@ -128,6 +139,7 @@ impl Seq2Seq {
             proj_b: d(&self.proj_b),
             attention: self.attention.as_ref().map(|a| a.detached()),
             path: self.path,
+            precision: self.precision,
         }
     }
 
@@ -198,7 +210,8 @@ impl Seq2Seq {
             x = d.apply(&x)?;
         }
         let zero = LstmState::zeros(self.cfg.layers, b, self.cfg.hidden, self.device())?;
-        self.encoder.forward(&x, &zero, mask, self.path, dropout)
+        self.encoder
+            .forward(&x, &zero, mask, self.path, self.precision, dropout)
     }
 
     /// One attention decoder step for rows in search (tensor path): `prev (R)` u32 ids, the
@@ -217,7 +230,9 @@ impl Seq2Seq {
             .ok_or_else(|| Error::Config("attend_step on a model without attention".into()))?;
         let y = self.tgt_emb.index_select(prev, 0)?;
         let x = Tensor::cat(&[&y, feed], 1)?.unsqueeze(0)?;
-        let (top, next) = self.decoder.forward(&x, state, None, self.path, None)?;
+        let (top, next) = self
+            .decoder
+            .forward(&x, state, None, self.path, self.precision, None)?;
         let (vector, weights) = att.attend(&top.squeeze(0)?, memory)?;
         Ok((vector, weights, next))
     }
@@ -226,13 +241,15 @@ impl Seq2Seq {
     /// the state after the last step.
     pub fn decode(&self, tgt_in: &Tensor, state: &LstmState) -> Result<(Tensor, LstmState)> {
         let y = Self::embed(&self.tgt_emb, tgt_in)?;
-        self.decoder.forward(&y, state, None, self.path, None)
+        self.decoder
+            .forward(&y, state, None, self.path, self.precision, None)
     }
 
     /// Decoder outputs `(N, H)` -> logits `(N, V)`.
     pub fn project(&self, hidden: &Tensor) -> Result<Tensor> {
-        Ok(hidden
-            .matmul(&self.proj_w.t()?)?
+        Ok(self
+            .precision
+            .product_wt(hidden, &self.proj_w)?
             .broadcast_add(&self.proj_b)?)
     }
 
@@ -254,9 +271,14 @@ impl Seq2Seq {
             let memory = Memory::new(&memory, batch.src_mask.as_ref())?;
             return self.teacher_attention(att, &y, state, &memory, dropout);
         }
-        let (mut top, _) =
-            self.decoder
-                .forward(&y, &state, None, self.path, dropout.as_deref_mut())?;
+        let (mut top, _) = self.decoder.forward(
+            &y,
+            &state,
+            None,
+            self.path,
+            self.precision,
+            dropout.as_deref_mut(),
+        )?;
         if let Some(d) = dropout {
             top = d.apply(&top)?;
         }
@@ -281,9 +303,14 @@ impl Seq2Seq {
         let mut outs = Vec::with_capacity(t_len);
         for t in 0..t_len {
             let x = Tensor::cat(&[&y.get(t)?, &feed], 1)?.unsqueeze(0)?;
-            let (top, next) =
-                self.decoder
-                    .forward(&x, &state, None, self.path, dropout.as_deref_mut())?;
+            let (top, next) = self.decoder.forward(
+                &x,
+                &state,
+                None,
+                self.path,
+                self.precision,
+                dropout.as_deref_mut(),
+            )?;
             let (vector, _) = att.attend(&top.squeeze(0)?, memory)?;
             feed = match dropout.as_deref_mut() {
                 Some(d) => d.apply(&vector)?,

@@ -19,6 +19,7 @@ use crate::config::{ModelConfig, TrainConfig};
 use crate::data::batch::{encode_pairs, token_batches, Example};
 use crate::data::corpus::read_parallel;
 use crate::error::{Error, Result};
+use crate::model::precision::Precision;
 use crate::model::{params, Seq2Seq};
 use crate::optim::Optimizer;
 use crate::rng::Rng;
@@ -53,6 +54,8 @@ pub struct TrainSpec {
     pub config_toml: String,
     /// The command that started the run (for the model card).
     pub command: String,
+    /// The products' precision (anything but f32 needs CUDA).
+    pub precision: Precision,
 }
 
 /// Why a run ended.
@@ -168,6 +171,7 @@ struct Run<'a> {
 /// updates: when it is set, a checkpoint is saved and the run returns `Interrupted`.
 pub fn run(spec: &TrainSpec, device: &Device, interrupt: &AtomicBool) -> Result<TrainSummary> {
     spec.train.validate()?;
+    spec.precision.apply(device)?;
     let tc = &spec.train;
     let (src_lines, tgt_lines) = read_parallel(&spec.src_file, &spec.tgt_file)?;
     let valid_lines = match &spec.valid {
@@ -307,6 +311,7 @@ pub fn run(spec: &TrainSpec, device: &Device, interrupt: &AtomicBool) -> Result<
         }
     };
     let (model, vars) = trainable(&cfg, tensors)?;
+    let model = model.with_precision(spec.precision);
     let mut optimizer = Optimizer::new(tc.optimizer, vars, tc.clip_norm)?;
     if let (Some(o), Some(path)) = (&optim_tensors, &resume_from) {
         optimizer.load_state(o).map_err(|e| match e {

@@ -23,6 +23,7 @@ use candle_core::{DType, Device, Tensor};
 
 use self::fused_layer::LstmLayerOp;
 use super::dropout::Dropout;
+use super::precision::Precision;
 use crate::data::batch::StepMask;
 use crate::error::Result;
 
@@ -103,21 +104,25 @@ impl LstmLayer {
         c0: &Tensor,
         mask: Option<&StepMask>,
         path: LstmPath,
+        precision: Precision,
     ) -> Result<(Tensor, Tensor)> {
         match path {
             LstmPath::Fused => self.forward_fused(x, h0, c0, mask),
-            LstmPath::Cell => self.forward_sequence(&self.project_input(x)?, h0, c0, mask),
-            LstmPath::Reference => self.forward_steps(&self.project_input(x)?, h0, c0, mask),
+            LstmPath::Cell => {
+                self.forward_sequence(&self.project_input(x, precision)?, h0, c0, mask)
+            }
+            LstmPath::Reference => {
+                self.forward_steps(&self.project_input(x, precision)?, h0, c0, mask)
+            }
         }
     }
 
     /// Input projection for every step at once: `x (T, B, I)` -> `(T, B, 4H)`, biases folded in.
-    fn project_input(&self, x: &Tensor) -> Result<Tensor> {
+    fn project_input(&self, x: &Tensor, precision: Precision) -> Result<Tensor> {
         let (t, b, i) = x.dims3()?;
         let bias = (&self.bias_ih + &self.bias_hh)?;
-        let xw = x
-            .reshape((t * b, i))?
-            .matmul(&self.weight_ih.t()?)?
+        let xw = precision
+            .product_wt(&x.reshape((t * b, i))?, &self.weight_ih)?
             .broadcast_add(&bias)?;
         Ok(xw.reshape((t, b, 4 * self.hidden()))?)
     }
@@ -158,6 +163,7 @@ impl StackedLstm {
         state: &LstmState,
         mask: Option<&StepMask>,
         path: LstmPath,
+        precision: Precision,
         mut dropout: Option<&mut Dropout>,
     ) -> Result<(Tensor, LstmState)> {
         let t = x.dim(0)?;
@@ -172,7 +178,8 @@ impl StackedLstm {
                     input = d.apply(&input)?;
                 }
             }
-            let (hs, c_last) = layer.forward(&input, &state.h[k], &state.c[k], mask, path)?;
+            let (hs, c_last) =
+                layer.forward(&input, &state.h[k], &state.c[k], mask, path, precision)?;
             last.h.push(hs.get(t - 1)?);
             last.c.push(c_last);
             input = hs;
