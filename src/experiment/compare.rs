@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::results::Results;
+use super::results::{self, Results};
 use crate::data::corpus::read_lines;
 use crate::error::{Error, Result};
 
@@ -20,6 +20,16 @@ pub struct Sweep {
     pub results: Results,
     /// Training pairs, when the sweep's training file can be read from here.
     pub pairs: Option<usize>,
+}
+
+impl Sweep {
+    /// "29k pairs", when the corpus size is known.
+    pub fn pairs_text(&self) -> Option<String> {
+        self.pairs.map(|p| match p {
+            1000.. => format!("{}k pairs", p / 1000),
+            _ => format!("{p} pairs"),
+        })
+    }
 }
 
 /// `path`: a sweep folder (`nmt experiment depth --out`), or a results.json file (or a copy
@@ -71,6 +81,8 @@ pub fn per_layer_changes(r: &Results) -> Vec<(usize, usize, f64)> {
         .depths
         .iter()
         .filter_map(|d| d.test.as_ref().map(|t| (d.layers, t.test_ppl)))
+        // A hand-edited or damaged file: no rate from a perplexity that is not one.
+        .filter(|&(_, p)| p.is_finite() && p > 0.0)
         .collect();
     evaluated
         .windows(2)
@@ -97,15 +109,8 @@ fn corpus_name(r: &Results) -> String {
 pub fn describe(s: &Sweep) -> String {
     let st = &s.results.settings;
     let tc = &st.train;
-    let opt = serde_json::to_value(tc.optimizer)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default();
-    let pairs = match s.pairs {
-        Some(p @ 1000..) => format!(" ({}k pairs)", p / 1000),
-        Some(p) => format!(" ({p} pairs)"),
-        None => String::new(),
-    };
+    let opt = results::name(&tc.optimizer);
+    let pairs = s.pairs_text().map_or(String::new(), |p| format!(" ({p})"));
     let attention = match st.attention.name() {
         "none" => String::new(),
         a => format!(", attention {a}"),
@@ -265,6 +270,17 @@ mod tests {
         let c = per_layer_changes(&r);
         assert_eq!(c.len(), 1);
         assert_eq!((c[0].0, c[0].1), (1, 3));
+        assert!((c[0].2 - 0.1).abs() < 1e-9);
+        // So is one whose perplexity is no number (a damaged file), instead of a NaN rate.
+        let r = results(vec![
+            depth(1, Some(10.0), 20.0),
+            depth(2, Some(f64::NAN), 0.0),
+            depth(3, Some(0.0), 0.0),
+            depth(4, Some(13.31), 18.0),
+        ]);
+        let c = per_layer_changes(&r);
+        assert_eq!(c.len(), 1, "{c:?}");
+        assert_eq!((c[0].0, c[0].1), (1, 4));
         assert!((c[0].2 - 0.1).abs() < 1e-9);
     }
 

@@ -27,6 +27,14 @@ fn draw_on<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, sweeps: &[Sweep]) -
     let lo = layers().min().unwrap_or(1) as f64 - 0.3;
     let hi = layers().max().unwrap_or(2) as f64 + 0.3;
     let color = |i: usize| COLORS[(i + 1) % COLORS.len()];
+    // Width and corpus size in the legend: the two things depth's payoff should depend on.
+    let names: Vec<String> = sweeps
+        .iter()
+        .map(|s| {
+            let pairs = s.pairs_text().map_or(String::new(), |p| format!(", {p}"));
+            format!("{} (hidden {}{pairs})", s.name, s.results.settings.hidden)
+        })
+        .collect();
     let paper_name = "paper: about -10 % a layer";
     let mut changes: Vec<Series> = vec![(
         paper_name,
@@ -41,7 +49,7 @@ fn draw_on<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, sweeps: &[Sweep]) -
             .iter()
             .map(|&(_, to, c)| (to as f64, 100.0 * c))
             .collect();
-        (s.name.as_str(), points, color(i))
+        (names[i].as_str(), points, color(i))
     }));
     panel(
         &areas[0],
@@ -60,8 +68,9 @@ fn draw_on<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, sweeps: &[Sweep]) -
                 .depths
                 .iter()
                 .filter_map(|d| d.test.as_ref().map(|t| (d.layers as f64, t.test_ppl)))
+                .filter(|&(_, p)| p.is_finite() && p > 0.0)
                 .collect();
-            (s.name.as_str(), points, color(i))
+            (names[i].as_str(), points, color(i))
         })
         .collect();
     panel(

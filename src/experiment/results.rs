@@ -134,7 +134,7 @@ fn opt(v: Option<f64>, digits: usize) -> String {
 }
 
 /// The name a setting has in flags and files (e.g. `plateau`).
-fn name<T: Serialize>(v: &T) -> String {
+pub(super) fn name<T: Serialize>(v: &T) -> String {
     serde_json::to_value(v)
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
