@@ -38,8 +38,9 @@ fn draw_on<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, sweeps: &[Sweep]) -
     let paper_name = "paper: about -10 % a layer";
     let mut changes: Vec<Series> = vec![(
         paper_name,
+        // From the first added layer (depth 2 in a sweep from 1) to the deepest.
         vec![
-            (lo + 0.3, 100.0 * PAPER_CHANGE_PER_LAYER),
+            (lo + 1.3, 100.0 * PAPER_CHANGE_PER_LAYER),
             (hi - 0.3, 100.0 * PAPER_CHANGE_PER_LAYER),
         ],
         COLORS[7],
