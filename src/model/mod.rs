@@ -230,9 +230,7 @@ impl Seq2Seq {
             .ok_or_else(|| Error::Config("attend_step on a model without attention".into()))?;
         let y = self.tgt_emb.index_select(prev, 0)?;
         let x = Tensor::cat(&[&y, feed], 1)?.unsqueeze(0)?;
-        let (top, next) = self
-            .decoder
-            .forward(&x, state, None, self.path, self.precision, None)?;
+        let (top, next) = self.run_decoder(&x, state, None)?;
         let (vector, weights) = att.attend(&top.squeeze(0)?, memory)?;
         Ok((vector, weights, next))
     }
@@ -241,8 +239,19 @@ impl Seq2Seq {
     /// the state after the last step.
     pub fn decode(&self, tgt_in: &Tensor, state: &LstmState) -> Result<(Tensor, LstmState)> {
         let y = Self::embed(&self.tgt_emb, tgt_in)?;
+        self.run_decoder(&y, state, None)
+    }
+
+    /// The decoder stack over `x (T, B, I)` from `state`, on the model's path and precision
+    /// (no mask: target rows are padded at the end, after everything that is read).
+    fn run_decoder(
+        &self,
+        x: &Tensor,
+        state: &LstmState,
+        dropout: Option<&mut Dropout>,
+    ) -> Result<(Tensor, LstmState)> {
         self.decoder
-            .forward(&y, state, None, self.path, self.precision, None)
+            .forward(x, state, None, self.path, self.precision, dropout)
     }
 
     /// Decoder outputs `(N, H)` -> logits `(N, V)`.
@@ -271,14 +280,7 @@ impl Seq2Seq {
             let memory = Memory::new(&memory, batch.src_mask.as_ref())?;
             return self.teacher_attention(att, &y, state, &memory, dropout);
         }
-        let (mut top, _) = self.decoder.forward(
-            &y,
-            &state,
-            None,
-            self.path,
-            self.precision,
-            dropout.as_deref_mut(),
-        )?;
+        let (mut top, _) = self.run_decoder(&y, &state, dropout.as_deref_mut())?;
         if let Some(d) = dropout {
             top = d.apply(&top)?;
         }
@@ -303,14 +305,7 @@ impl Seq2Seq {
         let mut outs = Vec::with_capacity(t_len);
         for t in 0..t_len {
             let x = Tensor::cat(&[&y.get(t)?, &feed], 1)?.unsqueeze(0)?;
-            let (top, next) = self.decoder.forward(
-                &x,
-                &state,
-                None,
-                self.path,
-                self.precision,
-                dropout.as_deref_mut(),
-            )?;
+            let (top, next) = self.run_decoder(&x, &state, dropout.as_deref_mut())?;
             let (vector, _) = att.attend(&top.squeeze(0)?, memory)?;
             feed = match dropout.as_deref_mut() {
                 Some(d) => d.apply(&vector)?,
