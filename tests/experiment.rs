@@ -140,8 +140,11 @@ fn compare_summarises_sweeps_and_keeps_an_existing_plot() {
     let tmp = tempfile::tempdir().unwrap();
     let a = tmp.path().join("depth-a");
     ok(run(smoke(&a, &["--max-epochs", "1"])));
+    // Another sweep: the same numbers under other settings (a copy with its width changed).
+    let mut other = results(&a);
+    other["settings"]["hidden"] = serde_json::json!(64);
     let copy = tmp.path().join("depth-b.json");
-    std::fs::copy(a.join("results.json"), &copy).unwrap();
+    std::fs::write(&copy, other.to_string()).unwrap();
     let plot = tmp.path().join("sweeps.svg");
     let mut c = nmt();
     c.args(["experiment", "compare"])
@@ -163,7 +166,9 @@ fn compare_summarises_sweeps_and_keeps_an_existing_plot() {
         "{stdout}"
     );
     assert!(
-        rows[1].starts_with("| depth-b | ") && rows[1].contains(&change),
+        rows[1].starts_with("| depth-b | ")
+            && rows[1].contains("hidden 64")
+            && rows[1].contains(&change),
         "{stdout}"
     );
     assert!(
@@ -189,6 +194,22 @@ fn compare_summarises_sweeps_and_keeps_an_existing_plot() {
     );
     assert_eq!(std::fs::read_to_string(&plot).unwrap(), "mine");
 
+    // A plot name that is neither .svg nor .png is refused before anything is drawn.
+    let jpg = tmp.path().join("sweeps.jpg");
+    let mut c = nmt();
+    c.args(["experiment", "compare"])
+        .arg(&a)
+        .arg("--plot")
+        .arg(&jpg);
+    let o = run(c);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o.stderr).contains(".svg or .png"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(!jpg.exists());
+
     // A folder that is no sweep is named in the error.
     let mut c = nmt();
     c.args(["experiment", "compare"]).arg(tmp.path());
@@ -199,6 +220,67 @@ fn compare_summarises_sweeps_and_keeps_an_existing_plot() {
         err.contains(&tmp.path().display().to_string())
             && err.contains("nmt experiment depth --out"),
         "{err}"
+    );
+
+    // So is a results file that is not one.
+    let broken = tmp.path().join("broken.json");
+    std::fs::write(&broken, "{\"depths\": [").unwrap();
+    let mut c = nmt();
+    c.args(["experiment", "compare"]).arg(&broken);
+    let o = run(c);
+    assert_eq!(o.status.code(), Some(2));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("broken.json") && err.contains("not the results.json of a depth sweep"),
+        "{err}"
+    );
+}
+
+/// A sweep run in sittings (each depth in its own fresh folder, as on two machines) is put
+/// together by compare into the same row as the sweep run in one folder.
+#[test]
+fn compare_puts_a_sweep_run_in_sittings_together() {
+    let tmp = tempfile::tempdir().unwrap();
+    let whole = tmp.path().join("depth-whole");
+    ok(run(smoke(&whole, &["--max-epochs", "1"])));
+    let first = tmp.path().join("depth-split");
+    ok(run(smoke(&first, &["--max-epochs", "1", "--layers", "1"])));
+    let second = tmp.path().join("depth-split-2");
+    ok(run(smoke(&second, &["--max-epochs", "1", "--layers", "2"])));
+    let row = |stdout: &str, name: &str| -> String {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("| {name}")))
+            .unwrap_or_else(|| panic!("no row {name} in {stdout}"));
+        // The settings and per-layer change, without the name.
+        line.splitn(3, '|').nth(2).unwrap().to_string()
+    };
+    let mut c = nmt();
+    c.args(["experiment", "compare", "--details"])
+        .arg(&first)
+        .arg(&second);
+    let split = ok(run(c));
+    assert!(split.contains("| depth-split (2 sittings) |"), "{split}");
+    assert_eq!(
+        split.lines().filter(|l| l.starts_with("| depth-")).count(),
+        1,
+        "{split}"
+    );
+    let mut c = nmt();
+    c.args(["experiment", "compare"]).arg(&whole);
+    let one = ok(run(c));
+    assert_eq!(
+        row(&split, "depth-split"),
+        row(&one, "depth-whole"),
+        "{split}\n{one}"
+    );
+    // --details: the merged sweep's own table has both depths.
+    assert!(
+        split.contains("## depth-split (2 sittings)")
+            && split.contains("\n| 1 | ")
+            && split.contains("\n| 2 | ")
+            && split.contains("--layers 1 && "),
+        "{split}"
     );
 }
 

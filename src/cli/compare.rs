@@ -7,7 +7,7 @@ use clap::Args;
 
 use super::output::check_output;
 use crate::error::Error;
-use crate::experiment::{compare, compare_plot};
+use crate::experiment::{compare, compare_plot, results, sittings};
 
 /// `nmt experiment compare`'s options.
 #[derive(Debug, Args)]
@@ -21,6 +21,10 @@ pub struct CompareArgs {
     /// Replace an existing --plot file.
     #[arg(long)]
     pub overwrite: bool,
+    /// After the summary, every sweep's own tables (its results.md: a row per depth, and the
+    /// validation perplexity after each epoch), sittings put together.
+    #[arg(long)]
+    pub details: bool,
 }
 
 pub fn run(a: CompareArgs) -> Result<()> {
@@ -29,6 +33,7 @@ pub fn run(a: CompareArgs) -> Result<()> {
         .iter()
         .map(|p| compare::read_sweep(p))
         .collect::<crate::error::Result<Vec<_>>>()?;
+    let sweeps = sittings::merge(sweeps)?;
     if let Some(out) = &a.plot {
         check_output(out, a.overwrite, "--plot")?;
         let ext = out.extension().and_then(|e| e.to_str()).unwrap_or_default();
@@ -45,6 +50,14 @@ pub fn run(a: CompareArgs) -> Result<()> {
         std::fs::rename(&tmp, out).map_err(|e| Error::write(out, e))?;
     }
     print!("{}", compare::summary_markdown(&sweeps));
+    if a.details {
+        for s in &sweeps {
+            println!("\n## {}\n", s.name);
+            // The sweep's own title is this section's heading.
+            let md = results::markdown(&s.results);
+            print!("{}", md.trim_start_matches("# Depth sweep\n\n"));
+        }
+    }
     if let Some(out) = &a.plot {
         println!("\nwrote {}", out.display());
     }

@@ -195,13 +195,13 @@ pub fn summary_markdown(sweeps: &[Sweep]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::{Attention, TrainConfig};
     use crate::experiment::results::{DepthResult, Evaluation};
     use crate::experiment::sweep::{Settings, SweepFiles};
 
-    fn depth(layers: usize, test_ppl: Option<f64>, bleu: f64) -> DepthResult {
+    pub(crate) fn depth(layers: usize, test_ppl: Option<f64>, bleu: f64) -> DepthResult {
         DepthResult {
             layers,
             parameters: 1000 * layers,
@@ -224,7 +224,7 @@ mod tests {
         }
     }
 
-    fn results(depths: Vec<DepthResult>) -> Results {
+    pub(crate) fn results(depths: Vec<DepthResult>) -> Results {
         let f = |n: &str| (PathBuf::from(n), PathBuf::from(n));
         Results {
             command: "nmt experiment depth".into(),
@@ -244,6 +244,7 @@ mod tests {
             },
             nmt_version: "nmt".into(),
             threads: 2,
+            tokenizer_sha256: Some("ab".into()),
             depths,
         }
     }

@@ -6,10 +6,11 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::sweep::{depth_dir, progress, DepthSpec, Settings};
+use super::sweep::{depth_dir, progress, DepthSpec, Settings, TOKENIZER_FILE};
 use crate::atomic_file;
 use crate::checkpoint;
 use crate::config::ModelConfig;
+use crate::data::download::sha256_file;
 use crate::error::{Error, Result};
 use crate::model::params;
 use crate::run_log::METRICS_FILE;
@@ -75,6 +76,11 @@ pub struct Results {
     pub settings: Settings,
     pub nmt_version: String,
     pub threads: usize,
+    /// SHA-256 of DIR/tokenizer.json: sittings of one sweep on different machines (each
+    /// training its own tokenizer) are one sweep only where it is the same. None in files
+    /// written before it was recorded.
+    #[serde(default)]
+    pub tokenizer_sha256: Option<String>,
     pub depths: Vec<DepthResult>,
 }
 
@@ -245,6 +251,7 @@ pub fn write_all(spec: &DepthSpec) -> Result<Results> {
         settings: spec.settings.clone(),
         nmt_version: format!("nmt {}", env!("NMT_VERSION_INFO")),
         threads: rayon::current_num_threads(),
+        tokenizer_sha256: sha256_file(&spec.out.join(TOKENIZER_FILE)).ok(),
         depths,
     };
     let json = serde_json::to_string_pretty(&r).map_err(|e| Error::Config(e.to_string()))?;
