@@ -53,9 +53,7 @@ pub fn run(a: CompareArgs) -> Result<()> {
     if a.details {
         for s in &sweeps {
             println!("\n## {}\n", s.name);
-            // The sweep's own title is this section's heading.
-            let md = results::markdown(&s.results);
-            print!("{}", md.trim_start_matches("# Depth sweep\n\n"));
+            print!("{}", results::tables(&s.results));
         }
     }
     if let Some(out) = &a.plot {

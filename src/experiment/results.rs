@@ -167,11 +167,16 @@ fn duration(secs: f64) -> String {
     }
 }
 
-/// The results as Markdown: the main table, then validation perplexity per epoch.
+/// The results as Markdown (results.md): a title over `tables`.
 pub fn markdown(r: &Results) -> String {
+    format!("# Depth sweep\n\n{}", tables(r))
+}
+
+/// The settings, then the main table, then validation perplexity per epoch.
+pub fn tables(r: &Results) -> String {
     let s = &r.settings;
     let tc = &s.train;
-    let mut md = String::from("# Depth sweep\n\n");
+    let mut md = String::new();
     md += &format!(
         "Equal settings for every depth: hidden {}, embedding {}, attention {}, joint BPE {} (trained once), {} lr {} ({} schedule), dropout {}, forget-gate bias {}, clip {}, batch {} tokens, seed {}; validation each epoch, stop after {} without improvement or at {} epochs; test translations with beam {}.\n\n",
         s.hidden, s.emb, s.attention.name(), s.vocab_size, name(&tc.optimizer), tc.lr, name(&tc.schedule), tc.dropout, tc.forget_bias,
